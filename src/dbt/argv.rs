@@ -1,0 +1,214 @@
+//! The command line and environment of one dbt attempt.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunSettings;
+use crate::plan::Batch;
+
+/// How an attempt runs its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptKind {
+    /// The batch's command with its selection and vars.
+    Full,
+    /// `dbt retry` in the batch's target dir: only the error, fail and skipped nodes.
+    Retry,
+}
+
+/// A fully specified process launch: what the engine hands to a launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Added to (and overriding) the inherited environment.
+    pub env: Vec<(String, String)>,
+}
+
+/// The env var dbt copies into every event's `info.extra` and into run_results
+/// `metadata.env`, so every line can be traced to its batch.
+pub const BATCH_ENV: &str = "DBT_ENV_CUSTOM_ENV_HERD_BATCH";
+
+/// Builds the argv for one attempt. `target` and `logs` must be absolute: dbt
+/// resolves relative ones against the project dir, not our working directory.
+pub fn build_args(
+    s: &RunSettings,
+    batch: &Batch,
+    kind: AttemptKind,
+    target: &Path,
+    logs: &Path,
+) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    match kind {
+        AttemptKind::Full => {
+            a.push(s.command.to_string());
+            if let Some(sel) = &batch.select {
+                a.extend(["--select".into(), sel.clone()]);
+            }
+            if let Some(ex) = &s.exclude {
+                a.extend(["--exclude".into(), ex.clone()]);
+            }
+            if let Some(name) = &s.selector {
+                a.extend(["--selector".into(), name.clone()]);
+            }
+            if !batch.vars.is_empty() {
+                // JSON is valid YAML, and quoting keeps dates as strings
+                // (an unquoted 2024-01-05 would reach dbt as a date).
+                let vars = serde_json::Value::Object(batch.vars.clone()).to_string();
+                a.extend(["--vars".into(), vars]);
+            }
+        }
+        // dbt retry reuses the vars and selection stored in the target dir's
+        // run_results.json; passing them again would force a full reparse.
+        AttemptKind::Retry => a.push("retry".into()),
+    }
+    a.extend([
+        "--log-format".into(),
+        "json".into(),
+        "--threads".into(),
+        s.threads.to_string(),
+        "--target-path".into(),
+        target.display().to_string(),
+        "--log-path".into(),
+        logs.display().to_string(),
+        "--project-dir".into(),
+        s.project_dir.display().to_string(),
+    ]);
+    if let Some(p) = &s.profiles_dir {
+        a.extend(["--profiles-dir".into(), p.display().to_string()]);
+    }
+    if let Some(t) = &s.target {
+        a.extend(["--target".into(), t.clone()]);
+    }
+    a.extend(s.extra_args.iter().cloned());
+    a
+}
+
+/// The environment added for one attempt: the user's templates plus the batch tag.
+pub fn build_env(s: &RunSettings, batch: &Batch, worker: usize) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = s
+        .env
+        .iter()
+        .map(|t| (t.key.clone(), t.render(&batch.id, worker)))
+        .collect();
+    env.push((BATCH_ENV.into(), batch.id.clone()));
+    env
+}
+
+pub fn invocation(
+    s: &RunSettings,
+    batch: &Batch,
+    kind: AttemptKind,
+    worker: usize,
+    target: &Path,
+    logs: &Path,
+) -> Invocation {
+    Invocation {
+        program: s.dbt.clone(),
+        args: build_args(s, batch, kind, target, logs),
+        env: build_env(s, batch, worker),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DbtCommand, EnvTemplate};
+    use crate::plan::{PlanSpec, Step};
+    use std::time::Duration;
+
+    fn settings() -> RunSettings {
+        RunSettings {
+            project_dir: "/proj".into(),
+            profiles_dir: Some("/profiles".into()),
+            target: Some("ci".into()),
+            dbt: "/venv/bin/dbt".into(),
+            command: DbtCommand::Run,
+            exclude: Some("tag:slow".into()),
+            selector: None,
+            extra_args: vec!["--full-refresh".into()],
+            workers: 2,
+            threads: 3,
+            budget: 6,
+            retries: 0,
+            env: vec![EnvTemplate::parse("DUCKDB_PATH=/wh/{batch}.{worker}.duckdb").unwrap()],
+            grace_int: Duration::from_secs(1),
+            grace_term: Duration::from_secs(1),
+            plan: PlanSpec {
+                selects: vec![],
+                backfill: None,
+                step: Step::Days(1),
+                start_var: "start_date".into(),
+                end_var: "end_date".into(),
+                base_vars: Default::default(),
+            },
+        }
+    }
+
+    fn batch() -> Batch {
+        let mut vars = serde_json::Map::new();
+        vars.insert("start_date".into(), "2024-01-05".into());
+        Batch {
+            id: "2024-01-05_tag-a".into(),
+            label: "2024-01-05..2024-01-06 tag:a".into(),
+            select: Some("tag:a".into()),
+            window: None,
+            vars,
+        }
+    }
+
+    #[test]
+    fn full_attempt_argv() {
+        let a = build_args(
+            &settings(),
+            &batch(),
+            AttemptKind::Full,
+            Path::new("/s/t"),
+            Path::new("/s/l"),
+        );
+        assert_eq!(
+            a.join(" "),
+            "run --select tag:a --exclude tag:slow --vars {\"start_date\":\"2024-01-05\"} \
+             --log-format json --threads 3 --target-path /s/t --log-path /s/l --project-dir /proj \
+             --profiles-dir /profiles --target ci --full-refresh"
+        );
+    }
+
+    #[test]
+    fn retry_attempt_argv_has_no_selection_or_vars() {
+        let a = build_args(
+            &settings(),
+            &batch(),
+            AttemptKind::Retry,
+            Path::new("/s/t"),
+            Path::new("/s/l"),
+        );
+        assert_eq!(a[0], "retry");
+        assert!(!a.contains(&"--select".to_string()));
+        assert!(!a.contains(&"--vars".to_string()));
+        let tp = a.iter().position(|x| x == "--target-path").unwrap();
+        assert_eq!(a[tp + 1], "/s/t");
+    }
+
+    #[test]
+    fn no_vars_flag_when_vars_are_empty() {
+        let mut b = batch();
+        b.vars.clear();
+        let a = build_args(
+            &settings(),
+            &b,
+            AttemptKind::Full,
+            Path::new("/t"),
+            Path::new("/l"),
+        );
+        assert!(!a.contains(&"--vars".to_string()));
+    }
+
+    #[test]
+    fn env_has_templates_and_batch_tag() {
+        let env = build_env(&settings(), &batch(), 2);
+        assert!(env.contains(&("DUCKDB_PATH".into(), "/wh/2024-01-05_tag-a.2.duckdb".into())));
+        assert!(env.contains(&(BATCH_ENV.into(), "2024-01-05_tag-a".into())));
+    }
+}

@@ -1,0 +1,6 @@
+//! Everything dbt-specific: the argv and environment of one attempt, the JSON log
+//! events dbt prints, and the run_results.json artifact.
+
+pub mod argv;
+pub mod events;
+pub mod run_results;

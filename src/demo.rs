@@ -1,0 +1,195 @@
+//! `dbt-herd demo`: a real backfill of the bundled DuckDB project, from nothing.
+//!
+//! It creates the private dbt venv on first use, writes the demo project, builds its
+//! read-only source database and daily landing files, and runs a backfill with one
+//! worker-local DuckDB file per worker (DuckDB allows one writer per file). One
+//! window's upstream file arrives late, so that window fails; the demo then
+//! "delivers" the file, as the upstream system eventually would, and the batch's
+//! retry succeeds.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use include_dir::{Dir, include_dir};
+
+use crate::cli::{DemoArgs, RunArgs};
+use crate::engine::{BatchStatus, Event};
+use crate::error::{UsageError, UsageResult};
+use crate::{report, start, usage, venv};
+
+static DEMO_ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets/demo");
+
+/// The window whose shipments file lands late.
+pub const LATE_DAY: &str = "2024-01-13";
+
+/// Writes the bundled project and source builder into `dir` (replacing older copies).
+pub fn write_assets(dir: &Path) -> std::io::Result<()> {
+    let project = dir.join("project");
+    if project.exists() {
+        std::fs::remove_dir_all(&project)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    DEMO_ASSETS.extract(dir)
+}
+
+/// Paths of a prepared demo.
+pub struct DemoDirs {
+    pub root: PathBuf,
+    pub project: PathBuf,
+    pub data: PathBuf,
+    pub landing: PathBuf,
+    pub warehouse: PathBuf,
+}
+
+impl DemoDirs {
+    pub fn new(root: &Path) -> Self {
+        let root = crate::config::absolute(root);
+        Self {
+            project: root.join("project"),
+            data: root.join("data"),
+            landing: root.join("data").join("landing"),
+            warehouse: root.join("warehouse"),
+            root,
+        }
+    }
+
+    /// Where the late file waits until it is "delivered".
+    pub fn late_file(&self, day: &str) -> PathBuf {
+        self.landing
+            .join("late")
+            .join(format!("shipments_{day}.csv"))
+    }
+
+    /// Moves a late file into the landing dir. True if there was one to move.
+    pub fn deliver_late(&self, day: &str) -> std::io::Result<bool> {
+        let from = self.late_file(day);
+        if !from.exists() {
+            return Ok(false);
+        }
+        std::fs::rename(&from, self.landing.join(format!("shipments_{day}.csv")))?;
+        Ok(true)
+    }
+}
+
+/// Venv, project files, source data and an empty warehouse dir. Returns the dbt path.
+pub fn prepare(dirs: &DemoDirs, out: &mut dyn Write) -> UsageResult<PathBuf> {
+    let dbt = venv::ensure(out).map_err(|e| usage!("cannot set up dbt for the demo: {e}"))?;
+    write_assets(&dirs.root).map_err(|e| {
+        usage!(
+            "cannot write the demo project to {}: {e}",
+            dirs.root.display()
+        )
+    })?;
+    let python = dbt.with_file_name("python");
+    let status = std::process::Command::new(&python)
+        .arg(dirs.root.join("make_source.py"))
+        .arg(&dirs.data)
+        .status()
+        .map_err(|e| usage!("cannot run {}: {e}", python.display()))?;
+    if !status.success() {
+        return Err(usage!("building the demo source data failed ({status})"));
+    }
+    // A fresh warehouse each time, so every run backfills from scratch.
+    let _ = std::fs::remove_dir_all(&dirs.warehouse);
+    std::fs::create_dir_all(&dirs.warehouse)
+        .map_err(|e| usage!("cannot create {}: {e}", dirs.warehouse.display()))?;
+    Ok(dbt)
+}
+
+/// The run options of the demo backfill.
+pub fn run_args(
+    dirs: &DemoDirs,
+    dbt: &Path,
+    workers: usize,
+    days: u32,
+    state_dir: PathBuf,
+) -> RunArgs {
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default();
+    let end = start + chrono::Days::new(u64::from(days.max(1)));
+    RunArgs {
+        project_dir: Some(dirs.project.clone()),
+        profiles_dir: Some(dirs.project.clone()),
+        dbt: Some(dbt.to_path_buf()),
+        backfill: Some(format!("{start}..{end}")),
+        workers: Some(workers.to_string()),
+        threads: Some("1".into()),
+        retries: Some("1".into()),
+        env: vec![
+            format!(
+                "DUCKDB_PATH={}/worker{{worker}}.duckdb",
+                dirs.warehouse.display()
+            ),
+            format!(
+                "HERD_DEMO_SOURCE={}",
+                dirs.data.join("source.duckdb").display()
+            ),
+            format!("HERD_DEMO_LANDING={}", dirs.landing.display()),
+        ],
+        state_dir: Some(state_dir),
+        ..Default::default()
+    }
+}
+
+pub fn run(args: &DemoArgs) -> Result<i32, UsageError> {
+    let root = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| venv::cache_dir().join("demo"));
+    let dirs = DemoDirs::new(&root);
+    let mut out = std::io::stdout();
+    let dbt = prepare(&dirs, &mut out)?;
+    if args.prepare_only {
+        println!("{}", dbt.display());
+        return Ok(0);
+    }
+    if args.workers == 0 {
+        return Err(usage!("invalid --workers '0': must be at least 1"));
+    }
+    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+    let state_dir = dirs.root.join("runs").join(stamp.to_string());
+    let run_args = run_args(&dirs, &dbt, args.workers, args.days, state_dir);
+    println!(
+        "dbt-herd demo: backfilling {} daily windows of the demo project with {} workers; the {LATE_DAY} shipments file arrives late",
+        args.days, args.workers
+    );
+    let prepared = start::prepare(&run_args)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| usage!("cannot start the runtime: {e}"))?;
+    rt.block_on(async move {
+        let handle = start::start(prepared).map_err(|e| usage!("cannot open the journal: {e}"))?;
+        let outcome = report::run_headless(handle, std::io::stdout(), Some(late_delivery(dirs)))
+            .await
+            .map_err(|e| usage!("{e}"))?;
+        Ok(outcome.exit_code())
+    })
+}
+
+/// Delivers the late file once its window has failed for want of it, the way an
+/// upstream system would eventually land it; the batch's retry then succeeds.
+fn late_delivery(dirs: DemoDirs) -> report::Observer {
+    let mut late_batch: Option<usize> = None;
+    Box::new(move |ev: &Event, out: &mut dyn Write| match ev {
+        Event::Started { batches, .. } => {
+            late_batch = batches
+                .iter()
+                .find(|b| b.id.starts_with(LATE_DAY))
+                .map(|b| b.index);
+        }
+        Event::BatchChanged(v)
+            if Some(v.index) == late_batch
+                && matches!(v.status, BatchStatus::Failed | BatchStatus::Pending)
+                && v.attempts >= 1 =>
+        {
+            if let Ok(true) = dirs.deliver_late(LATE_DAY) {
+                let _ = writeln!(
+                    out,
+                    "demo: the late shipments file for {LATE_DAY} has now landed in {}; the batch's retry will pick it up",
+                    dirs.landing.display()
+                );
+            }
+        }
+        _ => {}
+    })
+}

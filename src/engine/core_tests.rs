@@ -1,0 +1,539 @@
+//! Unit tests of the pure engine core: admission under the budget, retries,
+//! cancel, shutdown and worker changes, with plain values.
+
+use super::*;
+use crate::dbt::run_results::{Metadata, NodeResult};
+
+fn batches(n: usize) -> Vec<Batch> {
+    (0..n)
+        .map(|i| Batch {
+            id: format!("b{i}"),
+            label: format!("batch {i}"),
+            select: None,
+            window: None,
+            vars: Default::default(),
+        })
+        .collect()
+}
+
+fn core(n: usize, workers: usize, threads: u32, budget: u32, retries: u32) -> EngineCore {
+    let cfg = CoreConfig {
+        threads,
+        budget,
+        retries,
+        workers,
+        state_dir: "/state".into(),
+        command: "build".into(),
+        compiled_root_name: Some("proj".into()),
+    };
+    EngineCore::new(cfg, batches(n), &BTreeSet::new())
+}
+
+fn launches(fx: &[Effect]) -> Vec<(AttemptKey, usize, AttemptKind)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Launch { key, worker, kind } => Some((*key, *worker, *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn rr(inv: &str, results: &[(&str, &str)]) -> RunResults {
+    RunResults {
+        metadata: Metadata {
+            invocation_id: inv.into(),
+            dbt_version: None,
+        },
+        results: results
+            .iter()
+            .map(|(id, st)| NodeResult {
+                unique_id: id.to_string(),
+                status: st.to_string(),
+                execution_time: 0.1,
+                message: Some(format!("{id} {st}")),
+                failures: None,
+                relation_name: None,
+            })
+            .collect(),
+        elapsed_time: 1.0,
+    }
+}
+
+fn exit(code: i32) -> ExitInfo {
+    ExitInfo {
+        code: Some(code),
+        signal: None,
+    }
+}
+
+fn exited(key: AttemptKey, code: i32, results: Result<RunResults, ReadError>) -> AttemptMsg {
+    AttemptMsg::Exited {
+        key,
+        exit: exit(code),
+        results,
+        group_clean: true,
+    }
+}
+
+fn key(batch: usize, attempt: u32) -> AttemptKey {
+    AttemptKey { batch, attempt }
+}
+
+#[test]
+fn budget_limits_how_many_start() {
+    // 4 worker slots but a budget of 5 connections with 2 threads each: only 2 fit.
+    let mut c = core(6, 4, 2, 5, 0);
+    let fx = c.start(0.0);
+    let l = launches(&fx);
+    assert_eq!(l.len(), 2);
+    assert_eq!(c.budget_in_use(), 4);
+    assert_eq!((l[0].1, l[1].1), (1, 2), "lowest free slots first");
+    // One exits: exactly one more starts, the budget never goes over.
+    let fx = c.on_attempt(
+        exited(l[0].0, 0, Ok(rr("i", &[("model.a", "success")]))),
+        1.0,
+    );
+    assert_eq!(launches(&fx).len(), 1);
+    assert_eq!(c.budget_in_use(), 4);
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+}
+
+#[test]
+fn raising_the_budget_starts_more() {
+    let mut c = core(6, 4, 2, 4, 0);
+    assert_eq!(launches(&c.start(0.0)).len(), 2);
+    let fx = c.on_command(Command::SetBudget(8), 1.0);
+    assert_eq!(launches(&fx).len(), 2);
+    assert_eq!(c.budget_in_use(), 8);
+    // Below one batch's threads is refused.
+    let fx = c.on_command(Command::SetBudget(1), 1.0);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Emit(Event::Notice { .. })))
+    );
+    assert_eq!(c.cfg.budget, 8);
+}
+
+#[test]
+fn spawned_but_not_exited_keeps_its_connections() {
+    let mut c = core(2, 2, 3, 3, 0);
+    let l = launches(&c.start(0.0));
+    assert_eq!(l.len(), 1);
+    c.on_attempt(
+        AttemptMsg::Spawned {
+            key: l[0].0,
+            pid: 42,
+        },
+        0.1,
+    );
+    // Output, results, anything but Exited: the slot stays held.
+    c.on_attempt(
+        AttemptMsg::Results {
+            key: l[0].0,
+            results: rr("i", &[("model.a", "success")]),
+        },
+        0.2,
+    );
+    assert_eq!(c.budget_in_use(), 3);
+    assert!(c.next_dispatch().is_none());
+}
+
+#[test]
+fn failure_then_auto_retry_uses_dbt_retry_and_merges() {
+    let mut c = core(1, 1, 1, 1, 1);
+    let l = launches(&c.start(0.0));
+    assert_eq!(l[0].2, AttemptKind::Full);
+    let failed = rr(
+        "inv1",
+        &[
+            ("model.a", "success"),
+            ("model.b", "error"),
+            ("model.c", "skipped"),
+        ],
+    );
+    let fx = c.on_attempt(exited(l[0].0, 1, Ok(failed)), 1.0);
+    let l2 = launches(&fx);
+    assert_eq!(l2.len(), 1, "auto retry dispatched");
+    assert_eq!(l2[0].0, key(0, 2));
+    assert_eq!(l2[0].2, AttemptKind::Retry);
+    assert_eq!(c.batches[0].auto_retries_left, 0);
+    c.on_attempt(
+        exited(
+            l2[0].0,
+            0,
+            Ok(rr(
+                "inv2",
+                &[("model.b", "success"), ("model.c", "success")],
+            )),
+        ),
+        2.0,
+    );
+    let b = &c.batches[0];
+    assert_eq!(b.status, BatchStatus::Succeeded);
+    assert_eq!(b.results.counts().success, 3);
+    assert_eq!(b.error, None);
+    assert!(c.is_idle());
+}
+
+#[test]
+fn failure_without_retries_reports_first_error() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    let fx = c.on_attempt(exited(l[0].0, 1, Ok(rr("i", &[("model.b", "error")]))), 1.0);
+    assert_eq!(c.batches[0].status, BatchStatus::Failed);
+    assert_eq!(
+        c.batches[0].error.as_deref(),
+        Some("model.b: model.b error")
+    );
+    assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Idle))));
+    let v = c.view(0, 1.0);
+    assert_eq!(v.failing.len(), 1);
+}
+
+#[test]
+fn killed_attempt_without_results_reruns_in_full() {
+    let mut c = core(1, 1, 1, 1, 1);
+    let l = launches(&c.start(0.0));
+    let msg = AttemptMsg::Exited {
+        key: l[0].0,
+        exit: ExitInfo {
+            code: None,
+            signal: Some(9),
+        },
+        results: Err(ReadError::Missing),
+        group_clean: true,
+    };
+    let fx = c.on_attempt(msg, 1.0);
+    let l2 = launches(&fx);
+    assert_eq!(l2[0].2, AttemptKind::Full);
+    assert_eq!(c.batches[0].error, None, "cleared while pending again");
+    c.on_attempt(exited(l2[0].0, 1, Err(ReadError::Missing)), 2.0);
+    assert_eq!(c.batches[0].status, BatchStatus::Failed);
+    assert_eq!(
+        c.batches[0].error.as_deref(),
+        Some("dbt exited with code 1")
+    );
+}
+
+#[test]
+fn retry_with_nothing_to_do_on_incomplete_batch_falls_back_to_full() {
+    let mut c = core(1, 1, 1, 1, 1);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(
+        exited(l[0].0, 1, Ok(rr("i1", &[("model.b", "error")]))),
+        1.0,
+    );
+    let k2 = key(0, 2);
+    assert_eq!(c.batches[0].attempts[1].kind, AttemptKind::Retry);
+    let nothing = crate::dbt::events::DbtEvent {
+        name: "NothingToDo".into(),
+        level: Level::Warn,
+        msg: "Nothing to do".into(),
+        invocation_id: Some("i2".into()),
+        kind: EventKind::NothingToDo,
+    };
+    c.on_attempt(
+        AttemptMsg::Line {
+            key: k2,
+            stderr: false,
+            text: String::new(),
+            event: Some(nothing),
+        },
+        1.5,
+    );
+    let fx = c.on_attempt(exited(k2, 0, Ok(rr("i2", &[]))), 2.0);
+    let l3 = launches(&fx);
+    assert_eq!(l3.len(), 1);
+    assert_eq!(
+        l3[0].2,
+        AttemptKind::Full,
+        "full rerun after an empty retry"
+    );
+    assert_eq!(
+        c.batches[0].auto_retries_left, 0,
+        "the fallback did not use another retry"
+    );
+}
+
+#[test]
+fn cancel_running_and_pending() {
+    let mut c = core(3, 1, 1, 1, 2);
+    let l = launches(&c.start(0.0));
+    let fx = c.on_command(Command::Cancel(0), 1.0);
+    assert!(fx.contains(&Effect::Control {
+        key: l[0].0,
+        ctl: AttemptCtl::Stop
+    }));
+    assert_eq!(c.budget_in_use(), 1, "held until the child is gone");
+    c.on_command(Command::Cancel(2), 1.0);
+    assert_eq!(c.batches[2].status, BatchStatus::Cancelled);
+    let fx = c.on_attempt(
+        exited(l[0].0, 2, Ok(rr("i", &[("model.a", "success")]))),
+        2.0,
+    );
+    assert_eq!(
+        c.batches[0].status,
+        BatchStatus::Cancelled,
+        "no auto retry after a cancel"
+    );
+    // Batch 1 starts; batch 2 stays cancelled.
+    assert_eq!(launches(&fx)[0].0.batch, 1);
+    // A cancelled batch can be retried by hand, and runs in full.
+    c.on_attempt(
+        exited(key(1, 1), 0, Ok(rr("j", &[("model.a", "success")]))),
+        3.0,
+    );
+    let fx = c.on_command(Command::Retry(0), 4.0);
+    assert_eq!(launches(&fx), vec![(key(0, 2), 1, AttemptKind::Full)]);
+}
+
+#[test]
+fn shutdown_stops_everything_and_starts_nothing() {
+    let mut c = core(5, 2, 1, 2, 3);
+    let l = launches(&c.start(0.0));
+    let fx = c.on_command(Command::Shutdown { force: false }, 1.0);
+    let stops = fx
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Effect::Control {
+                    ctl: AttemptCtl::Stop,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(stops, 2);
+    let fx = c.on_attempt(exited(l[0].0, 2, Err(ReadError::Missing)), 2.0);
+    assert!(launches(&fx).is_empty());
+    c.on_attempt(exited(l[1].0, 2, Err(ReadError::Missing)), 2.0);
+    assert_eq!(c.budget_in_use(), 0);
+    assert!(c.is_idle());
+    assert_eq!(c.batches[0].status, BatchStatus::Cancelled);
+    assert_eq!(c.batches[4].status, BatchStatus::Pending);
+}
+
+#[test]
+fn paused_worker_suspends_its_child_and_takes_no_batch() {
+    let mut c = core(4, 2, 1, 2, 0);
+    let l = launches(&c.start(0.0));
+    let fx = c.on_command(Command::PauseWorker(1), 1.0);
+    assert!(fx.contains(&Effect::Control {
+        key: l[0].0,
+        ctl: AttemptCtl::Suspend
+    }));
+    assert!(c.view(0, 1.0).suspended);
+    let fx = c.on_attempt(exited(l[0].0, 0, Ok(rr("i", &[]))), 2.0);
+    assert!(launches(&fx).is_empty(), "slot 1 is paused");
+    let fx = c.on_command(Command::ResumeWorker(1), 3.0);
+    assert_eq!(launches(&fx)[0].1, 1);
+}
+
+#[test]
+fn paused_queue_goes_idle_and_resumes() {
+    let mut c = core(3, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    c.on_command(Command::PauseQueue, 0.5);
+    let fx = c.on_attempt(exited(l[0].0, 0, Ok(rr("i", &[]))), 1.0);
+    assert!(launches(&fx).is_empty());
+    assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Idle))));
+    let fx = c.on_command(Command::ResumeQueue, 2.0);
+    assert_eq!(launches(&fx).len(), 1);
+}
+
+#[test]
+fn shrinking_workers_retires_busy_slots_after_their_batch() {
+    let mut c = core(6, 3, 1, 3, 0);
+    let l = launches(&c.start(0.0));
+    assert_eq!(l.len(), 3);
+    c.on_command(Command::SetWorkers(1), 1.0);
+    assert_eq!(c.slots.len(), 3, "busy slots stay until their batch ends");
+    assert_eq!(c.slots.iter().filter(|s| s.retiring).count(), 2);
+    let fx = c.on_attempt(exited(l[2].0, 0, Ok(rr("i", &[]))), 2.0);
+    assert!(launches(&fx).is_empty(), "a retiring slot takes nothing");
+    assert_eq!(c.slots.len(), 2);
+    let fx = c.on_attempt(exited(l[0].0, 0, Ok(rr("i", &[]))), 2.0);
+    assert_eq!(launches(&fx)[0].1, 1, "slot 1 goes on");
+    let fx = c.on_command(Command::SetWorkers(3), 3.0);
+    assert_eq!(
+        launches(&fx).len(),
+        1,
+        "budget 3 allows one more next to the two running"
+    );
+    assert_eq!(c.slots.iter().filter(|s| !s.retiring).count(), 3);
+}
+
+#[test]
+fn queue_order_can_be_changed() {
+    let mut c = core(4, 1, 1, 1, 0);
+    c.start(0.0);
+    assert_eq!(Vec::from(c.queue.clone()), vec![1, 2, 3]);
+    c.on_command(Command::MoveBatch { batch: 3, up: true }, 1.0);
+    assert_eq!(Vec::from(c.queue.clone()), vec![1, 3, 2]);
+    c.on_command(Command::MoveBatch { batch: 1, up: true }, 1.0);
+    assert_eq!(Vec::from(c.queue.clone()), vec![1, 3, 2], "already first");
+    c.on_command(
+        Command::MoveBatch {
+            batch: 1,
+            up: false,
+        },
+        1.0,
+    );
+    assert_eq!(Vec::from(c.queue.clone()), vec![3, 1, 2]);
+}
+
+#[test]
+fn nothing_selected_is_flagged() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    let ev = crate::dbt::events::DbtEvent {
+        name: "NoNodesForSelectionCriteria".into(),
+        level: Level::Warn,
+        msg: "The selection criterion 'x' does not match any enabled nodes".into(),
+        invocation_id: Some("i".into()),
+        kind: EventKind::NothingSelected,
+    };
+    let fx = c.on_attempt(
+        AttemptMsg::Line {
+            key: l[0].0,
+            stderr: false,
+            text: String::new(),
+            event: Some(ev),
+        },
+        0.5,
+    );
+    assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Log { line, .. }) if line.text.starts_with("NOTHING SELECTED"))));
+    c.on_attempt(exited(l[0].0, 0, Ok(rr("i", &[]))), 1.0);
+    let v = c.view(0, 1.0);
+    assert_eq!(v.status, BatchStatus::Succeeded);
+    assert!(v.nothing_selected);
+}
+
+#[test]
+fn resumed_succeeded_batches_are_not_queued() {
+    let cfg = core(1, 1, 1, 1, 0).cfg;
+    let done: BTreeSet<String> = ["b1".to_string()].into();
+    let mut c = EngineCore::new(cfg, batches(3), &done);
+    let fx = c.start(0.0);
+    assert_eq!(c.batches[1].status, BatchStatus::Succeeded);
+    assert_eq!(launches(&fx)[0].0.batch, 0);
+    assert_eq!(Vec::from(c.queue.clone()), vec![2]);
+}
+
+#[test]
+fn spawn_failure_pauses_the_queue_instead_of_failing_everything() {
+    let mut c = core(5, 2, 1, 2, 3);
+    let l = launches(&c.start(0.0));
+    let fx = c.on_attempt(
+        AttemptMsg::SpawnFailed {
+            key: l[0].0,
+            error: "No such file".into(),
+        },
+        1.0,
+    );
+    assert!(launches(&fx).is_empty());
+    assert!(c.queue_paused);
+    assert_eq!(c.batches[0].status, BatchStatus::Failed);
+    assert_eq!(c.budget_in_use(), 1, "the other batch still runs");
+}
+
+/// Fault case: a thousand random exits, kills and commands. Held connections must
+/// always equal the threads of slots with a live attempt, never exceed the budget,
+/// and be zero when everything is over.
+#[test]
+fn random_events_never_leak_or_exceed_the_budget() {
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut rand = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut c = core(200, 4, 2, 7, 2);
+    c.start(0.0);
+    let mut t = 0.0;
+    for _ in 0..1000 {
+        t += 1.0;
+        let live: Vec<AttemptKey> = c
+            .slots
+            .iter()
+            .filter_map(|s| s.running.as_ref().map(|r| r.key))
+            .collect();
+        match rand(10) {
+            0..=5 if !live.is_empty() => {
+                let k = live[rand(live.len() as u64) as usize];
+                let (code, signal, results) = match rand(4) {
+                    0 => (Some(0), None, Ok(rr("i", &[("model.a", "success")]))),
+                    1 => (Some(1), None, Ok(rr("i", &[("model.a", "error")]))),
+                    2 => (None, Some(9), Err(ReadError::Missing)),
+                    _ => (Some(2), None, Err(ReadError::Corrupt("x".into()))),
+                };
+                c.on_attempt(
+                    AttemptMsg::Exited {
+                        key: k,
+                        exit: ExitInfo { code, signal },
+                        results,
+                        group_clean: true,
+                    },
+                    t,
+                );
+            }
+            6 if !live.is_empty() => {
+                let k = live[rand(live.len() as u64) as usize];
+                c.on_attempt(
+                    AttemptMsg::SpawnFailed {
+                        key: k,
+                        error: "x".into(),
+                    },
+                    t,
+                );
+                c.on_command(Command::ResumeQueue, t);
+            }
+            7 => {
+                c.on_command(Command::SetWorkers(1 + rand(6) as usize), t);
+            }
+            8 => {
+                c.on_command(Command::Cancel(rand(200) as usize), t);
+            }
+            _ => {
+                c.on_command(Command::RetryAllFailed, t);
+            }
+        }
+        let expected: u32 = c.slots.iter().filter(|s| s.running.is_some()).count() as u32 * 2;
+        assert_eq!(c.budget_in_use(), expected);
+        assert!(c.budget_in_use() <= c.cfg.budget);
+        let running = c
+            .batches
+            .iter()
+            .filter(|b| b.status == BatchStatus::Running)
+            .count();
+        assert_eq!(
+            running,
+            c.running_count(),
+            "a running batch is exactly a held slot"
+        );
+    }
+    c.on_command(Command::Shutdown { force: true }, t);
+    let live: Vec<AttemptKey> = c
+        .slots
+        .iter()
+        .filter_map(|s| s.running.as_ref().map(|r| r.key))
+        .collect();
+    for k in live {
+        c.on_attempt(
+            AttemptMsg::Exited {
+                key: k,
+                exit: ExitInfo {
+                    code: None,
+                    signal: Some(9),
+                },
+                results: Err(ReadError::Missing),
+                group_clean: true,
+            },
+            t + 1.0,
+        );
+    }
+    assert_eq!(c.budget_in_use(), 0);
+    assert!(c.is_idle());
+}

@@ -1,0 +1,165 @@
+//! The engine's boundary: commands in, events out. Both faces (TUI, headless) and a
+//! future socket client speak only these types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dbt::argv::AttemptKind;
+use crate::dbt::events::{Level, StatusClass};
+use crate::dbt::run_results::NodeCounts;
+
+/// What a face asks the engine to do. Batches are named by their index in the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Toggle a worker slot (1-based): it takes no new batch and its running dbt
+    /// process group is suspended (SIGSTOP) until resumed (SIGCONT).
+    PauseWorker(usize),
+    ResumeWorker(usize),
+    /// Stop / restart dispatching from the queue; running batches go on.
+    PauseQueue,
+    ResumeQueue,
+    /// Stop a running batch with the stop ladder, or drop a pending one.
+    Cancel(usize),
+    /// Queue a failed or cancelled batch again (dbt retry, or a full rerun).
+    Retry(usize),
+    RetryAllFailed,
+    /// Change the number of worker slots; a removed busy slot finishes its batch first.
+    SetWorkers(usize),
+    /// Change the connection budget (never below one batch's threads).
+    SetBudget(u32),
+    /// Move a pending batch one place up (towards the front) or down the queue.
+    MoveBatch {
+        batch: usize,
+        up: bool,
+    },
+    /// Stop everything with the stop ladder and end the engine. `force` skips to SIGKILL.
+    Shutdown {
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl BatchStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            BatchStatus::Succeeded | BatchStatus::Failed | BatchStatus::Cancelled
+        )
+    }
+
+    /// The word used in summary.json (a running batch at the end counts as pending).
+    pub fn summary_word(self) -> &'static str {
+        match self {
+            BatchStatus::Pending | BatchStatus::Running => "pending",
+            BatchStatus::Succeeded => "succeeded",
+            BatchStatus::Failed => "failed",
+            BatchStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A node that failed, for a person to act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailingNode {
+    pub unique_id: String,
+    pub status: String,
+    pub message: Option<String>,
+    /// Where dbt wrote the node's compiled SQL, when known.
+    pub compiled_path: Option<String>,
+}
+
+/// Everything a face shows about one batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchView {
+    pub index: usize,
+    pub id: String,
+    pub label: String,
+    pub status: BatchStatus,
+    pub attempts: u32,
+    pub attempt_kind: Option<AttemptKind>,
+    pub worker: Option<usize>,
+    pub pid: Option<u32>,
+    pub suspended: bool,
+    /// Seconds spent running, summed over attempts (a running attempt counts so far).
+    pub duration_s: f64,
+    /// Unix seconds when the current attempt started, if running.
+    pub running_since: Option<f64>,
+    pub nodes_done: u32,
+    pub nodes_total: Option<u32>,
+    /// Nodes executing now: an estimate of the connections in use.
+    pub executing: u32,
+    pub counts: NodeCounts,
+    pub nothing_selected: bool,
+    pub error: Option<String>,
+    pub failing: Vec<FailingNode>,
+    pub auto_retries_left: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerView {
+    /// 1-based slot number (the `{worker}` of `--env`).
+    pub number: usize,
+    pub paused: bool,
+    /// Removed by `SetWorkers`; goes away when its batch ends.
+    pub retiring: bool,
+    pub batch: Option<usize>,
+}
+
+/// One line of a batch's output, ready to be sanitised and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: Level,
+    pub class: Option<StatusClass>,
+    /// Untrusted: may hold escape sequences. Faces sanitise it.
+    pub text: String,
+    /// From stderr, or plain (non-JSON) stdout.
+    pub plain: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub workers: usize,
+    pub threads: u32,
+    pub budget: u32,
+    pub retries: u32,
+    pub state_dir: String,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// First event: the whole plan.
+    Started {
+        info: RunInfo,
+        batches: Vec<BatchView>,
+        workers: Vec<WorkerView>,
+    },
+    BatchChanged(BatchView),
+    Log {
+        batch: usize,
+        worker: usize,
+        line: LogLine,
+    },
+    WorkersChanged(Vec<WorkerView>),
+    /// Indices of the pending batches in dispatch order.
+    QueueChanged(Vec<usize>),
+    BudgetChanged(u32),
+    QueuePaused(bool),
+    /// Something a person should know that is not a batch's own output.
+    Notice {
+        level: Level,
+        text: String,
+    },
+    /// Nothing runs and nothing more will start without a command (all done, or the queue is paused).
+    Idle,
+    /// The engine has stopped every child and ended.
+    Stopped,
+}

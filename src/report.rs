@@ -1,0 +1,297 @@
+//! The headless face: progress as lines on stdout, a final summary, and the exit
+//! status. It only consumes engine events and sends commands.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::engine::{BatchStatus, BatchView, Command, EngineHandle, Event, RunInfo};
+use crate::progress::{Totals, eta_secs, fmt_duration};
+use crate::state_dir::Summary;
+use crate::text::sanitize::sanitize_plain;
+
+/// Longest untrusted text put on one line.
+const MAX_TEXT: usize = 400;
+
+/// How the run ended, for the exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Completed,
+    /// Stopped by a signal: SIGINT, SIGTERM or SIGHUP.
+    Signalled(i32),
+}
+
+pub struct Outcome {
+    pub summary: Summary,
+    pub ending: Ending,
+}
+
+impl Outcome {
+    /// 0: every batch succeeded; 1: any failed, was cancelled or did not run;
+    /// 128 + signal when interrupted (130 for Ctrl-C).
+    pub fn exit_code(&self) -> i32 {
+        match self.ending {
+            Ending::Signalled(sig) => 128 + sig,
+            Ending::Completed if self.summary.batches.iter().all(|b| b.status == "succeeded") => 0,
+            Ending::Completed => 1,
+        }
+    }
+}
+
+/// Hooks for callers that want to act on events too (the demo's late delivery).
+pub type Observer = Box<dyn FnMut(&Event, &mut dyn Write) + Send>;
+
+struct Reporter<W: Write> {
+    out: W,
+    info: Option<RunInfo>,
+    batches: Vec<BatchView>,
+    started: std::time::Instant,
+    workers: usize,
+}
+
+fn clean(s: &str) -> String {
+    sanitize_plain(s, MAX_TEXT)
+}
+
+impl<W: Write> Reporter<W> {
+    fn stamp(&self) -> String {
+        let s = self.started.elapsed().as_secs();
+        format!("[{:02}:{:02}:{:02}]", s / 3600, (s / 60) % 60, s % 60)
+    }
+
+    fn line(&mut self, text: &str) {
+        let stamp = self.stamp();
+        let _ = writeln!(self.out, "{stamp} {text}");
+        let _ = self.out.flush();
+    }
+
+    fn on_event(&mut self, ev: &Event) {
+        match ev {
+            Event::Started {
+                info,
+                batches,
+                workers,
+            } => {
+                self.workers = workers.len();
+                let done = batches
+                    .iter()
+                    .filter(|b| b.status == BatchStatus::Succeeded)
+                    .count();
+                let resumed = if done > 0 {
+                    format!(" ({done} already succeeded)")
+                } else {
+                    String::new()
+                };
+                self.line(&format!(
+                    "dbt {} of {} batches{resumed} · {} workers × {} threads · budget {} connections · retries {}",
+                    info.command, batches.len(), info.workers, info.threads, info.budget, info.retries
+                ));
+                self.line(&format!("state dir: {}", clean(&info.state_dir)));
+                self.info = Some(info.clone());
+                self.batches = batches.clone();
+            }
+            Event::BatchChanged(v) => {
+                let before = self.batches.get(v.index).map(|b| b.status);
+                if let Some(slot) = self.batches.get_mut(v.index) {
+                    *slot = v.clone();
+                }
+                if before != Some(v.status) {
+                    self.on_status(v, before);
+                }
+            }
+            Event::WorkersChanged(w) => {
+                self.workers = w.iter().filter(|w| !w.retiring).count();
+            }
+            Event::Notice { level, text } => {
+                self.line(&format!("{level:?}: {}", clean(text)).to_lowercase());
+            }
+            Event::BudgetChanged(b) => self.line(&format!("budget is now {b}")),
+            Event::QueuePaused(p) => self.line(if *p { "queue paused" } else { "queue resumed" }),
+            Event::Log { .. } | Event::QueueChanged(_) | Event::Idle | Event::Stopped => {}
+        }
+    }
+
+    fn on_status(&mut self, v: &BatchView, before: Option<BatchStatus>) {
+        let label = clean(&v.label);
+        let c = v.counts;
+        let nodes = format!(
+            "success {} error {} skipped {} pass {} fail {} warn {}",
+            c.success, c.error, c.skipped, c.pass, c.fail, c.warn
+        );
+        let dur = fmt_duration(v.duration_s);
+        let text = match v.status {
+            BatchStatus::Running => {
+                let how = match v.attempt_kind {
+                    Some(crate::dbt::argv::AttemptKind::Retry) => " (dbt retry)",
+                    _ if v.attempts > 1 => " (full rerun)",
+                    _ => "",
+                };
+                format!(
+                    "start     {label} · worker {} · attempt {}{how}",
+                    v.worker.unwrap_or(0),
+                    v.attempts
+                )
+            }
+            BatchStatus::Succeeded if v.nothing_selected => {
+                format!("EMPTY     {label} · {dur} · the selection matched no node")
+            }
+            BatchStatus::Succeeded => format!("ok        {label} · {dur} · {nodes}"),
+            BatchStatus::Failed => format!(
+                "FAILED    {label} · {dur} · {nodes} · {}",
+                clean(v.error.as_deref().unwrap_or("failed"))
+            ),
+            BatchStatus::Cancelled => format!("CANCELLED {label} · {dur}"),
+            BatchStatus::Pending if before == Some(BatchStatus::Running) => format!(
+                "retrying  {label} · attempt {} failed: {}",
+                v.attempts,
+                clean(v.error.as_deref().unwrap_or("failed"))
+            ),
+            BatchStatus::Pending => format!("queued    {label}"),
+        };
+        self.line(&text);
+    }
+
+    fn totals_line(&mut self) {
+        let t = Totals::of(&self.batches);
+        let now = now_secs();
+        let eta = eta_secs(&self.batches, self.workers, now)
+            .map(fmt_duration)
+            .unwrap_or_else(|| "?".into());
+        let budget = self.info.as_ref().map_or(0, |i| i.budget);
+        let threads = self.info.as_ref().map_or(0, |i| i.threads);
+        let text = format!(
+            "progress  {}/{} done · {} ok · {} failed · {} running · {} pending · connections {}/{} · eta {eta}",
+            t.done(),
+            t.total,
+            t.succeeded,
+            t.failed,
+            t.running,
+            t.pending,
+            t.running as u32 * threads,
+            budget
+        );
+        self.line(&text);
+    }
+
+    fn final_report(&mut self, summary: &Summary, ending: Ending) {
+        let t = Totals::of(&self.batches);
+        let _ = writeln!(self.out);
+        let verdict = match ending {
+            Ending::Signalled(_) => "interrupted",
+            Ending::Completed if t.succeeded == t.total => "all batches succeeded",
+            Ending::Completed => "some batches did not succeed",
+        };
+        let _ = writeln!(
+            self.out,
+            "summary: {verdict} · {} succeeded · {} failed · {} cancelled · {} not run · wall {}",
+            t.succeeded,
+            t.failed,
+            t.cancelled,
+            t.pending + t.running,
+            fmt_duration(self.started.elapsed().as_secs_f64())
+        );
+        if t.nothing_selected > 0 {
+            let _ = writeln!(
+                self.out,
+                "warning: {} batches selected no node (dbt exits 0 for that)",
+                t.nothing_selected
+            );
+        }
+        for b in summary.batches.iter().filter(|b| b.status == "failed") {
+            let _ = writeln!(
+                self.out,
+                "  failed {} (attempts {}): {}",
+                clean(&b.label),
+                b.attempts,
+                clean(b.error.as_deref().unwrap_or("-"))
+            );
+        }
+        if let Some(info) = &self.info {
+            let _ = writeln!(
+                self.out,
+                "summary.json: {}/summary.json",
+                clean(&info.state_dir)
+            );
+            if t.succeeded < t.total {
+                let _ = writeln!(
+                    self.out,
+                    "resume with: dbt-herd run --resume {}",
+                    clean(&info.state_dir)
+                );
+            }
+        }
+        let _ = self.out.flush();
+    }
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Drives a run to the end with line output. The first SIGINT/SIGTERM/SIGHUP stops
+/// every batch with the stop ladder; a second SIGINT goes straight to SIGKILL.
+pub async fn run_headless<W: Write>(
+    mut handle: EngineHandle,
+    out: W,
+    mut observer: Option<Observer>,
+) -> std::io::Result<Outcome> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut r = Reporter {
+        out,
+        info: None,
+        batches: Vec::new(),
+        started: std::time::Instant::now(),
+        workers: 0,
+    };
+    let mut ending = Ending::Completed;
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        let sig = tokio::select! {
+            ev = handle.events.recv() => {
+                let Some(ev) = ev else { break };
+                r.on_event(&ev);
+                if let Some(obs) = observer.as_mut() {
+                    obs(&ev, &mut r.out);
+                }
+                match ev {
+                    Event::Idle => handle.send(Command::Shutdown { force: false }),
+                    Event::Stopped => break,
+                    _ => {}
+                }
+                continue;
+            }
+            _ = tick.tick() => {
+                r.totals_line();
+                continue;
+            }
+            _ = sigint.recv() => libc::SIGINT,
+            _ = sigterm.recv() => libc::SIGTERM,
+            _ = sighup.recv() => libc::SIGHUP,
+        };
+        let force = matches!(ending, Ending::Signalled(_)) && sig == libc::SIGINT;
+        if let Ending::Completed = ending {
+            ending = Ending::Signalled(sig);
+        }
+        let running = r
+            .batches
+            .iter()
+            .filter(|b| b.status == BatchStatus::Running)
+            .count();
+        r.line(&if force {
+            "interrupted again: killing every dbt process group".to_string()
+        } else {
+            format!("interrupted: stopping {running} running batches (SIGINT, then SIGTERM, then SIGKILL); Ctrl-C again to kill now")
+        });
+        handle.send(Command::Shutdown { force });
+    }
+    let summary = handle.join.await.map_err(std::io::Error::other)?;
+    r.final_report(&summary, ending);
+    Ok(Outcome { summary, ending })
+}

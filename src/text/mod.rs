@@ -1,0 +1,4 @@
+//! Text that comes from outside (dbt output, names, paths) on its way to a screen.
+
+pub mod lines;
+pub mod sanitize;
