@@ -16,4 +16,5 @@ pub mod report;
 pub mod start;
 pub mod state_dir;
 pub mod text;
+pub mod tui;
 pub mod venv;

@@ -108,7 +108,12 @@ impl<W: Write> Reporter<W> {
             }
             Event::BudgetChanged(b) => self.line(&format!("budget is now {b}")),
             Event::QueuePaused(p) => self.line(if *p { "queue paused" } else { "queue resumed" }),
-            Event::Log { .. } | Event::QueueChanged(_) | Event::Idle | Event::Stopped => {}
+            Event::Log { .. }
+            | Event::QueueChanged(_)
+            | Event::Idle
+            | Event::Stopped
+            | Event::Resources(_) => {}
+            Event::BatchesAdded(views) => self.batches.extend(views.iter().cloned()),
         }
     }
 

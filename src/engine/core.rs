@@ -530,6 +530,12 @@ impl EngineCore {
                     fx.push(Effect::Control { key, ctl });
                 }
             }
+            Command::EditBatch { .. } | Command::SplitBatch(_) => {
+                fx.push(Effect::Emit(Event::Notice {
+                    level: Level::Warn,
+                    text: "editing and splitting batches is not available yet".into(),
+                }));
+            }
             Command::Cancel(_) | Command::Retry(_) | Command::SetWorkers(_) => {}
         }
         fx.extend(self.dispatch(now));

@@ -31,6 +31,14 @@ pub enum Command {
         batch: usize,
         up: bool,
     },
+    /// Replace a pending or failed batch's selector and vars (vars as YAML/JSON).
+    EditBatch {
+        batch: usize,
+        select: Option<String>,
+        vars: String,
+    },
+    /// Split a pending or failed batch into one batch per model (`dbt ls`).
+    SplitBatch(usize),
     /// Stop everything with the stop ladder and end the engine. `force` skips to SIGKILL.
     Shutdown {
         force: bool,
@@ -158,8 +166,30 @@ pub enum Event {
         level: Level,
         text: String,
     },
+    /// Batches added to the plan (by a split), already queued.
+    BatchesAdded(Vec<BatchView>),
+    /// About once a second while anything runs: the machine and each running dbt process tree.
+    Resources(Resources),
     /// Nothing runs and nothing more will start without a command (all done, or the queue is paused).
     Idle,
     /// The engine has stopped every child and ended.
     Stopped,
+}
+
+/// CPU and memory, sampled by the engine (faces touch no /proc themselves).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// Whole machine, percent of all cores (0–100).
+    pub cpu_percent: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub batches: Vec<BatchResources>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BatchResources {
+    pub batch: usize,
+    /// Sum over the batch's process group, percent of one core (may exceed 100).
+    pub cpu_percent: f32,
+    pub rss_bytes: u64,
 }

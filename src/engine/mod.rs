@@ -9,5 +9,7 @@ pub mod messages;
 pub mod process;
 pub mod run;
 
-pub use messages::{BatchStatus, BatchView, Command, Event, LogLine, RunInfo, WorkerView};
+pub use messages::{
+    BatchResources, BatchStatus, BatchView, Command, Event, LogLine, Resources, RunInfo, WorkerView,
+};
 pub use run::{EngineHandle, EngineMsg, EngineSetup, Launcher, ProcessLauncher};
