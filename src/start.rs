@@ -1,11 +1,13 @@
 //! From validated options to a running engine: the state dir (new or resumed), the
 //! plan, and which batches a resume can skip.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::cli::RunArgs;
 use crate::config::{self, RunSettings};
+use crate::dbt::run_results;
+use crate::engine::core::Prior;
 use crate::engine::{self, EngineHandle, EngineSetup, journal};
 use crate::error::UsageResult;
 use crate::plan::{self, Batch};
@@ -16,7 +18,8 @@ pub struct PreparedRun {
     pub settings: RunSettings,
     pub plan: Vec<Batch>,
     pub state: StateDir,
-    pub done: BTreeSet<String>,
+    /// What a resumed journal says about batches, by id.
+    pub prior: BTreeMap<String, Prior>,
     /// Batches a resume reruns because what they run changed.
     pub changed: Vec<String>,
 }
@@ -29,25 +32,52 @@ pub fn prepare(given: &RunArgs) -> UsageResult<PreparedRun> {
         let settings = RunSettings::from_args(&merged)?;
         let plan = plan::build(&settings.plan);
         let past = journal::read(&state.journal_path()).map_err(|e| usage!("--resume: {e}"))?;
-        let mut done = BTreeSet::new();
+        let mut prior = BTreeMap::new();
         let mut changed = Vec::new();
         for b in &plan {
-            if let Some((status, fp)) = past.last.get(&b.id)
-                && *status == engine::BatchStatus::Succeeded
-            {
-                if fp.as_deref() == Some(engine::run::fingerprint(&settings, b).as_str()) {
-                    done.insert(b.id.clone());
-                } else {
+            let Some(p) = past.last.get(&b.id) else {
+                continue;
+            };
+            let same = p.fp.as_deref() == Some(engine::run::fingerprint(&settings, b).as_str());
+            if !same {
+                // What it runs changed: start afresh (new attempts still numbered on).
+                if p.status == engine::BatchStatus::Succeeded {
                     changed.push(b.id.clone());
                 }
+                prior.insert(
+                    b.id.clone(),
+                    Prior {
+                        attempts: p.attempts,
+                        stopped: true,
+                        ..Default::default()
+                    },
+                );
+                continue;
             }
+            // The last attempt's own results, if its target dir still holds them,
+            // let a failed batch go on with `dbt retry`.
+            let results = p.last_invocation.as_deref().and_then(|inv| {
+                run_results::read(&state.target_dir(&b.id).join("run_results.json"), Some(inv)).ok()
+            });
+            prior.insert(
+                b.id.clone(),
+                Prior {
+                    succeeded: p.status == engine::BatchStatus::Succeeded,
+                    attempts: p.attempts,
+                    results,
+                    stopped: matches!(
+                        p.status,
+                        engine::BatchStatus::Cancelled | engine::BatchStatus::Running
+                    ),
+                },
+            );
         }
         state.store_run(&config::normalized_for_storage(&merged))?;
         return Ok(PreparedRun {
             settings,
             plan,
             state,
-            done,
+            prior,
             changed,
         });
     }
@@ -72,7 +102,7 @@ pub fn prepare(given: &RunArgs) -> UsageResult<PreparedRun> {
         settings,
         plan,
         state,
-        done: BTreeSet::new(),
+        prior: BTreeMap::new(),
         changed: Vec::new(),
     })
 }
@@ -83,7 +113,7 @@ pub fn start(p: PreparedRun) -> std::io::Result<EngineHandle> {
         settings: p.settings,
         plan: p.plan,
         state: p.state,
-        done: p.done,
+        prior: p.prior,
         launcher: Arc::new(engine::ProcessLauncher),
     })
 }

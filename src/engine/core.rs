@@ -6,7 +6,7 @@
 //! that hold a live attempt, and a slot lets go of its attempt only when the attempt
 //! actor reports the child reaped and its process group empty.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::dbt::argv::AttemptKind;
 use crate::dbt::events::{self, DbtEvent, EventKind, Level};
@@ -150,6 +150,10 @@ pub struct AttemptRecord {
     pub wrote_results: bool,
     pub stopped: Option<StopReason>,
     pub nothing_to_do: bool,
+    /// run_results.json was there but unusable (stale, truncated, corrupt).
+    pub results_problem: Option<String>,
+    /// Nodes the events reported as error/fail: the fallback when no results file.
+    pub event_failures: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -212,18 +216,19 @@ pub struct EngineCore {
 }
 
 impl EngineCore {
-    /// `done` lists batch ids already succeeded in a resumed run.
-    pub fn new(cfg: CoreConfig, plan: Vec<Batch>, done: &BTreeSet<String>) -> Self {
+    /// `prior` holds what a resumed run's journal says about batches (by id).
+    pub fn new(cfg: CoreConfig, plan: Vec<Batch>, prior: &BTreeMap<String, Prior>) -> Self {
         let mut queue = VecDeque::new();
         let batches = plan
             .into_iter()
             .enumerate()
             .map(|(i, batch)| {
-                let resumed_done = done.contains(&batch.id);
+                let past = prior.get(&batch.id);
+                let resumed_done = past.is_some_and(|p| p.succeeded);
                 if !resumed_done {
                     queue.push_back(i);
                 }
-                BatchState {
+                let mut st = BatchState {
                     status: if resumed_done {
                         BatchStatus::Succeeded
                     } else {
@@ -242,7 +247,11 @@ impl EngineCore {
                     auto_retries_left: cfg.retries,
                     force_full: false,
                     resumed_done,
+                };
+                if let Some(p) = past {
+                    st.carry_over(p);
                 }
+                st
             })
             .collect();
         let slots = (1..=cfg.workers)
@@ -359,6 +368,8 @@ impl EngineCore {
                 wrote_results: false,
                 stopped: None,
                 nothing_to_do: false,
+                results_problem: None,
+                event_failures: 0,
             });
             st.status = BatchStatus::Running;
             st.force_full = false;
@@ -704,10 +715,17 @@ impl EngineCore {
                         self.batches[key.batch].results.merge(&rr, key.attempt);
                     }
                     Err(ReadError::Missing) => {}
-                    Err(e) => fx.push(Effect::Emit(Event::Notice {
-                        level: Level::Warn,
-                        text: format!("batch {}: {e}", self.batches[key.batch].batch.id),
-                    })),
+                    Err(e) => {
+                        // Never counted as success: a stale or broken file says
+                        // nothing about what this attempt did.
+                        if let Some(a) = self.attempt_mut(key) {
+                            a.results_problem = Some(e.to_string());
+                        }
+                        fx.push(Effect::Emit(Event::Notice {
+                            level: Level::Warn,
+                            text: format!("batch {}: {e}", self.batches[key.batch].batch.id),
+                        }));
+                    }
                 }
                 let status = self.verdict(key, exit);
                 fx.extend(self.finish(key, Some(exit), status, now));
@@ -761,8 +779,25 @@ impl EngineCore {
                         }
                         changed = true;
                     }
-                    EventKind::NodeFinished { node, pos, .. }
-                    | EventKind::NodeSkipped { node, pos } => {
+                    EventKind::NodeFinished {
+                        node, pos, status, ..
+                    } => {
+                        st.executing.remove(&node.unique_id);
+                        if let Some(p) = &node.path {
+                            st.node_paths.insert(node.unique_id.clone(), p.clone());
+                        }
+                        st.nodes_done += 1;
+                        if st.nodes_total.is_none() {
+                            st.nodes_total = pos.total;
+                        }
+                        if events::status_class(status) == events::StatusClass::Bad
+                            && let Some(a) = st.attempts.get_mut(key.attempt as usize - 1)
+                        {
+                            a.event_failures += 1;
+                        }
+                        changed = true;
+                    }
+                    EventKind::NodeSkipped { node, pos } => {
                         st.executing.remove(&node.unique_id);
                         if let Some(p) = &node.path {
                             st.node_paths.insert(node.unique_id.clone(), p.clone());
@@ -839,7 +874,10 @@ impl EngineCore {
         let Some(a) = st.attempts.get(key.attempt as usize - 1) else {
             return BatchStatus::Failed;
         };
-        let clean = exit.code == Some(0) && !st.results.counts().has_failures();
+        let clean = exit.code == Some(0)
+            && !st.results.counts().has_failures()
+            && a.results_problem.is_none()
+            && (a.wrote_results || a.event_failures == 0);
         if clean && !(a.nothing_to_do && a.kind == AttemptKind::Retry && !st.complete_enough()) {
             return BatchStatus::Succeeded;
         }
@@ -874,6 +912,7 @@ impl EngineCore {
             _ => st
                 .results
                 .first_error()
+                .or_else(|| st.attempts.get(idx).and_then(|a| a.results_problem.clone()))
                 .or_else(|| st.last_error_line.clone())
                 .or_else(|| st.error.clone())
                 .or_else(|| exit.map(|e| e.describe())),
@@ -1005,7 +1044,44 @@ impl EngineCore {
     }
 }
 
+/// A batch's past in a resumed run, from the journal and its target dir.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prior {
+    pub succeeded: bool,
+    /// Attempts made so far (new attempts are numbered after them).
+    pub attempts: u32,
+    /// The last attempt's own run_results.json, if it is still there and matches.
+    pub results: Option<RunResults>,
+    /// The last attempt was stopped (its results lack the nodes that never ran).
+    pub stopped: bool,
+}
+
 impl BatchState {
+    /// Takes over a resumed batch's past, so that attempt numbers go on and a
+    /// failed batch continues with `dbt retry` in its target dir.
+    fn carry_over(&mut self, p: &Prior) {
+        for number in 1..=p.attempts {
+            let last = number == p.attempts;
+            self.attempts.push(AttemptRecord {
+                number,
+                kind: AttemptKind::Full,
+                worker: 0,
+                started_at: 0.0,
+                finished_at: Some(0.0),
+                pid: None,
+                invocation_id: None,
+                exit: None,
+                wrote_results: last && p.results.is_some(),
+                stopped: (last && p.stopped).then_some(StopReason::Shutdown),
+                nothing_to_do: false,
+                results_problem: None,
+                event_failures: 0,
+            });
+        }
+        if let Some(rr) = &p.results {
+            self.results.merge(rr, p.attempts);
+        }
+    }
     /// The merged results say every node is done and fine. Used only to judge a
     /// `dbt retry` that had nothing to do.
     fn complete_enough(&self) -> bool {

@@ -26,7 +26,7 @@ fn core(n: usize, workers: usize, threads: u32, budget: u32, retries: u32) -> En
         command: "build".into(),
         compiled_root_name: Some("proj".into()),
     };
-    EngineCore::new(cfg, batches(n), &BTreeSet::new())
+    EngineCore::new(cfg, batches(n), &BTreeMap::new())
 }
 
 fn launches(fx: &[Effect]) -> Vec<(AttemptKey, usize, AttemptKind)> {
@@ -413,7 +413,15 @@ fn nothing_selected_is_flagged() {
 #[test]
 fn resumed_succeeded_batches_are_not_queued() {
     let cfg = core(1, 1, 1, 1, 0).cfg;
-    let done: BTreeSet<String> = ["b1".to_string()].into();
+    let done: BTreeMap<String, Prior> = [(
+        "b1".to_string(),
+        Prior {
+            succeeded: true,
+            attempts: 1,
+            ..Default::default()
+        },
+    )]
+    .into();
     let mut c = EngineCore::new(cfg, batches(3), &done);
     let fx = c.start(0.0);
     assert_eq!(c.batches[1].status, BatchStatus::Succeeded);
@@ -536,4 +544,27 @@ fn random_events_never_leak_or_exceed_the_budget() {
     }
     assert_eq!(c.budget_in_use(), 0);
     assert!(c.is_idle());
+}
+
+#[test]
+fn resumed_failed_batch_continues_with_dbt_retry_and_numbering() {
+    let cfg = core(1, 1, 1, 1, 0).cfg;
+    let prior: BTreeMap<String, Prior> = [(
+        "b0".to_string(),
+        Prior {
+            succeeded: false,
+            attempts: 2,
+            results: Some(rr("old", &[("model.a", "success"), ("model.b", "error")])),
+            stopped: false,
+        },
+    )]
+    .into();
+    let mut c = EngineCore::new(cfg.clone(), batches(1), &prior);
+    let l = launches(&c.start(0.0));
+    assert_eq!(l, vec![(key(0, 3), 1, AttemptKind::Retry)]);
+    // A stopped last attempt runs in full instead.
+    let mut p = prior.clone();
+    p.get_mut("b0").unwrap().stopped = true;
+    let mut c = EngineCore::new(cfg, batches(1), &p);
+    assert_eq!(launches(&c.start(0.0))[0].2, AttemptKind::Full);
 }

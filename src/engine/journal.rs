@@ -45,10 +45,22 @@ impl Journal {
     }
 }
 
-/// What a journal says about each batch: its last status and the fingerprint it ran with.
+/// What a journal says about one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchPast {
+    pub status: BatchStatus,
+    /// The fingerprint it last ran with.
+    pub fp: Option<String>,
+    /// The highest attempt number started.
+    pub attempts: u32,
+    /// The invocation id of the last finished attempt, when dbt reported one.
+    pub last_invocation: Option<String>,
+}
+
+/// What a journal says about each batch.
 #[derive(Debug, Default, PartialEq)]
 pub struct JournalState {
-    pub last: BTreeMap<String, (BatchStatus, Option<String>)>,
+    pub last: BTreeMap<String, BatchPast>,
     /// A torn last line (a crash mid-write) that was ignored.
     pub torn_tail: bool,
 }
@@ -83,13 +95,32 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
                 ));
             }
         };
-        let (batch, status) = match rec.entry {
-            JournalEntry::AttemptFinished { batch, status, .. } => (batch, status),
-            JournalEntry::BatchStatus { batch, status } => (batch, status),
-            JournalEntry::AttemptStarted { batch, .. } => (batch, BatchStatus::Running),
+        let (batch, status, attempt, invocation) = match rec.entry {
+            JournalEntry::AttemptFinished {
+                batch,
+                status,
+                attempt,
+                invocation_id,
+                ..
+            } => (batch, status, attempt, Some(invocation_id)),
+            JournalEntry::BatchStatus { batch, status } => (batch, status, 0, None),
+            JournalEntry::AttemptStarted { batch, attempt, .. } => {
+                (batch, BatchStatus::Running, attempt, None)
+            }
             JournalEntry::AttemptSpawned { .. } => continue,
         };
-        st.last.insert(batch, (status, rec.fp));
+        let past = st.last.entry(batch).or_insert(BatchPast {
+            status,
+            fp: None,
+            attempts: 0,
+            last_invocation: None,
+        });
+        past.status = status;
+        past.fp = rec.fp;
+        past.attempts = past.attempts.max(attempt);
+        if let Some(inv) = invocation {
+            past.last_invocation = inv;
+        }
     }
     Ok(st)
 }
@@ -131,15 +162,17 @@ mod tests {
         )
         .unwrap();
         let st = read(&p).unwrap();
-        assert_eq!(st.last["a"], (BatchStatus::Succeeded, Some("f1".into())));
-        assert_eq!(st.last["b"].0, BatchStatus::Failed);
+        assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
+        assert_eq!(st.last["a"].fp.as_deref(), Some("f1"));
+        assert_eq!(st.last["a"].attempts, 1);
+        assert_eq!(st.last["b"].status, BatchStatus::Failed);
         assert!(!st.torn_tail);
         // A crash mid-write leaves half a record at the end.
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(br#"{"ts":"x","record":"batch_sta"#).unwrap();
         let st = read(&p).unwrap();
         assert!(st.torn_tail);
-        assert_eq!(st.last["a"].0, BatchStatus::Succeeded);
+        assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! attempt reports, and carries out the effects it returns (launch, signal,
 //! journal, summary, events). Faces talk to it through an `EngineHandle`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -11,7 +11,9 @@ use crate::config::RunSettings;
 use crate::dbt::argv::{self, AttemptKind};
 use crate::dbt::events::Level;
 use crate::engine::attempt::{self, AttemptSpec};
-use crate::engine::core::{AttemptCtl, AttemptKey, AttemptMsg, CoreConfig, Effect, EngineCore};
+use crate::engine::core::{
+    AttemptCtl, AttemptKey, AttemptMsg, CoreConfig, Effect, EngineCore, Prior,
+};
 use crate::engine::journal::Journal;
 use crate::engine::messages::{Command, Event};
 use crate::plan::Batch;
@@ -67,8 +69,8 @@ pub struct EngineSetup {
     pub settings: RunSettings,
     pub plan: Vec<Batch>,
     pub state: StateDir,
-    /// Batch ids already succeeded (from a resumed journal).
-    pub done: BTreeSet<String>,
+    /// What a resumed journal says about batches, by id.
+    pub prior: BTreeMap<String, Prior>,
     pub launcher: Arc<dyn Launcher>,
 }
 
@@ -114,7 +116,7 @@ pub fn spawn(setup: EngineSetup) -> std::io::Result<EngineHandle> {
         settings,
         plan,
         state,
-        done,
+        prior,
         launcher,
     } = setup;
     let journal = Journal::open(&state.journal_path())?;
@@ -131,7 +133,7 @@ pub fn spawn(setup: EngineSetup) -> std::io::Result<EngineHandle> {
         .iter()
         .map(|b| (b.id.clone(), fingerprint(&settings, b)))
         .collect();
-    let core = EngineCore::new(cfg, plan, &done);
+    let core = EngineCore::new(cfg, plan, &prior);
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let shell = Shell {

@@ -28,6 +28,13 @@ inv = str(uuid.uuid4())
 batch = os.environ.get("DBT_ENV_CUSTOM_ENV_HERD_BATCH", "?")
 rr_path = os.path.join(target, "run_results.json") if target else None
 
+if target:
+    # Leave a trace of every invocation beside the target dir, for the tests.
+    os.makedirs(target, exist_ok=True)
+    seen = {k: v for k, v in os.environ.items() if k.startswith(("HERD_", "DBT_ENV_CUSTOM_ENV_"))}
+    with open(os.path.join(os.path.dirname(target), "invocations.jsonl"), "a") as f:
+        f.write(json.dumps({"argv": args, "env": seen, "pid": os.getpid(), "pgid": os.getpgid(0)}) + "\n")
+
 if cmd == "retry":
     # dbt retry: rerun the error/skipped nodes of the previous invocation.
     try:

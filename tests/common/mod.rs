@@ -1,0 +1,179 @@
+//! Helpers shared by the integration tests: running the real binary, reading its
+//! state dir, and finding the processes a test started (by a tag in their env).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dbt-herd"))
+}
+
+pub fn fake_dbt() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_dbt.py")
+}
+
+/// A unique tag for this test's processes.
+pub fn tag(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+/// A minimal dbt project dir (the fake dbt only needs it to exist).
+pub fn fake_project() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("dbt_project.yml"), "name: fake\n").unwrap();
+    d
+}
+
+/// `dbt-herd run --headless` with the fake dbt, a state dir inside `dir`, short
+/// stop-ladder graces, and the tag in every child's env.
+pub fn fake_run(dir: &Path, tag: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["run", "--headless", "--grace-int", "1", "--grace-term", "1"])
+        .arg("--project-dir")
+        .arg(dir)
+        .arg("--dbt")
+        .arg(fake_dbt())
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--env")
+        .arg(format!("HERD_TEST_TAG={tag}"))
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
+pub fn output(mut c: Command) -> Output {
+    c.output().expect("run dbt-herd")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn summary(state: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(state.join("summary.json")).expect("summary.json");
+    serde_json::from_slice(&bytes).expect("summary.json is JSON")
+}
+
+pub fn batch<'a>(summary: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    summary["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == id)
+        .unwrap_or_else(|| panic!("no batch {id} in {summary}"))
+}
+
+/// Connections held by tagged dbt processes: the `--threads` of each process
+/// group, counted once per group (a launcher shim and the dbt it execs share one).
+pub fn threads_in_use(tag: &str) -> u32 {
+    let mut per_group = std::collections::BTreeMap::new();
+    for p in tagged_processes(tag) {
+        if let Some(t) = threads_of(&p.argv) {
+            let e = per_group.entry(p.pgid).or_insert(0);
+            *e = t.max(*e);
+        }
+    }
+    per_group.values().sum()
+}
+
+pub struct Proc {
+    pub pid: i32,
+    pub pgid: i32,
+    pub argv: Vec<String>,
+}
+
+impl std::fmt::Debug for Proc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (group {}): {}",
+            self.pid,
+            self.pgid,
+            self.argv.join(" ")
+        )
+    }
+}
+
+/// Live (non-zombie) processes whose environment holds `HERD_TEST_TAG=<tag>`.
+pub fn tagged_processes(tag: &str) -> Vec<Proc> {
+    let needle = format!("HERD_TEST_TAG={tag}");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let (state, pgid) = (
+            fields.first().copied().unwrap_or(""),
+            fields.get(2).and_then(|g| g.parse().ok()).unwrap_or(0),
+        );
+        if state == "Z" || state == "X" {
+            continue;
+        }
+        let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|&c| c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Proc { pid, pgid, argv });
+    }
+    out
+}
+
+/// The `--threads N` of a process's argv, if it has one (dbt leaders do).
+pub fn threads_of(argv: &[String]) -> Option<u32> {
+    let i = argv.iter().position(|a| a == "--threads")?;
+    argv.get(i + 1)?.parse().ok()
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// Kills whatever a failed test left behind, so no test leaks processes.
+pub struct Reaper(pub String);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for p in tagged_processes(&self.0) {
+            // SAFETY: plain kill(2) on a pid we found tagged by this test.
+            unsafe {
+                libc::kill(p.pid, libc::SIGKILL);
+            }
+        }
+    }
+}
