@@ -135,9 +135,13 @@ pub struct DemoArgs {
     #[arg(short = 'w', long, default_value_t = 4)]
     pub workers: usize,
 
-    /// Number of one-day windows in the demo backfill (from 2024-01-01).
+    /// Number of one-day windows in the demo backfill.
     #[arg(long, default_value_t = 24)]
     pub days: u32,
+
+    /// First day of the demo backfill (the data covers 2024-01-01..2024-03-31).
+    #[arg(long, default_value = "2024-01-01", value_name = "DATE")]
+    pub start: String,
 
     /// Where the demo keeps its project copy, source data and warehouse [default: the dbt-herd cache dir].
     #[arg(long, value_name = "DIR")]

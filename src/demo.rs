@@ -101,10 +101,10 @@ pub fn run_args(
     dirs: &DemoDirs,
     dbt: &Path,
     workers: usize,
+    start: chrono::NaiveDate,
     days: u32,
     state_dir: PathBuf,
 ) -> RunArgs {
-    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default();
     let end = start + chrono::Days::new(u64::from(days.max(1)));
     RunArgs {
         project_dir: Some(dirs.project.clone()),
@@ -136,20 +136,26 @@ pub fn run(args: &DemoArgs) -> Result<i32, UsageError> {
         .clone()
         .unwrap_or_else(|| venv::cache_dir().join("demo"));
     let dirs = DemoDirs::new(&root);
+    let start = chrono::NaiveDate::parse_from_str(&args.start, "%Y-%m-%d").map_err(|_| {
+        usage!(
+            "invalid --start '{}': expected an ISO date (YYYY-MM-DD)",
+            args.start
+        )
+    })?;
+    if args.workers == 0 {
+        return Err(usage!("invalid --workers '0': must be at least 1"));
+    }
     let mut out = std::io::stdout();
     let dbt = prepare(&dirs, &mut out)?;
     if args.prepare_only {
         println!("{}", dbt.display());
         return Ok(0);
     }
-    if args.workers == 0 {
-        return Err(usage!("invalid --workers '0': must be at least 1"));
-    }
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let state_dir = dirs.root.join("runs").join(stamp.to_string());
-    let run_args = run_args(&dirs, &dbt, args.workers, args.days, state_dir);
+    let run_args = run_args(&dirs, &dbt, args.workers, start, args.days, state_dir);
     println!(
-        "dbt-herd demo: backfilling {} daily windows of the demo project with {} workers; the {LATE_DAY} shipments file arrives late",
+        "dbt-herd demo: backfilling {} daily windows from {start} with {} workers; the {LATE_DAY} shipments file arrives late",
         args.days, args.workers
     );
     let prepared = start::prepare(&run_args)?;

@@ -50,8 +50,11 @@ struct Reporter<W: Write> {
     workers: usize,
 }
 
+/// Untrusted text made safe and fit for one line: dbt's multi-line errors are
+/// joined with spaces (the full text is in the batch's log files).
 fn clean(s: &str) -> String {
-    sanitize_plain(s, MAX_TEXT)
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    sanitize_plain(&joined, MAX_TEXT)
 }
 
 impl<W: Write> Reporter<W> {

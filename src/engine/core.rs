@@ -282,6 +282,21 @@ impl EngineCore {
             .sum()
     }
 
+    /// (batch, process group) of every attempt whose child has started.
+    pub fn live_groups(&self) -> Vec<(usize, i32)> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.running.as_ref())
+            .filter_map(|r| {
+                let pid = self.batches[r.key.batch]
+                    .attempts
+                    .get(r.key.attempt as usize - 1)?
+                    .pid?;
+                Some((r.key.batch, pid as i32))
+            })
+            .collect()
+    }
+
     pub fn running_count(&self) -> usize {
         self.slots.iter().filter(|s| s.running.is_some()).count()
     }

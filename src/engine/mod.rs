@@ -8,6 +8,7 @@ pub mod journal;
 pub mod messages;
 pub mod process;
 pub mod run;
+pub mod sampler;
 
 pub use messages::{
     BatchResources, BatchStatus, BatchView, Command, Event, LogLine, Resources, RunInfo, WorkerView,

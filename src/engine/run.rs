@@ -24,6 +24,8 @@ use crate::state_dir::{BatchSummary, StateDir, Summary, write_atomic};
 pub enum EngineMsg {
     Command(Command),
     Attempt(AttemptMsg),
+    /// From the sampler; passed straight to the faces.
+    Resources(crate::engine::messages::Resources),
 }
 
 /// How an attempt is carried out: a cold `dbt` subprocess today; a warm worker
@@ -148,7 +150,9 @@ pub fn spawn(setup: EngineSetup) -> std::io::Result<EngineHandle> {
         events: ev_tx,
         started_at: chrono::Utc::now(),
     };
-    let join = tokio::spawn(shell.run(msg_rx));
+    let (groups_tx, groups_rx) = tokio::sync::watch::channel(Vec::new());
+    crate::engine::sampler::spawn(groups_rx, msg_tx.clone());
+    let join = tokio::spawn(shell.run(msg_rx, groups_tx));
     Ok(EngineHandle {
         commands: msg_tx,
         events: ev_rx,
@@ -171,7 +175,11 @@ struct Shell {
 }
 
 impl Shell {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<EngineMsg>) -> Summary {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<EngineMsg>,
+        groups: tokio::sync::watch::Sender<crate::engine::sampler::LiveGroups>,
+    ) -> Summary {
         let fx = self.core.start(now_secs());
         self.apply(fx);
         let mut batch = Vec::with_capacity(64);
@@ -188,6 +196,10 @@ impl Shell {
                 let now = now_secs();
                 let fx = match msg {
                     EngineMsg::Command(c) => self.core.on_command(c, now),
+                    EngineMsg::Resources(r) => {
+                        let _ = self.events.send(Event::Resources(r));
+                        continue;
+                    }
                     EngineMsg::Attempt(m) => {
                         if let AttemptMsg::Exited { key, .. }
                         | AttemptMsg::SpawnFailed { key, .. } = &m
@@ -202,6 +214,12 @@ impl Shell {
             if write_summary {
                 self.write_summary(false);
             }
+            let live = self.core.live_groups();
+            groups.send_if_modified(|g| {
+                let changed = *g != live;
+                *g = live;
+                changed
+            });
         }
         let summary = self.write_summary(true);
         let _ = self.events.send(Event::Stopped);

@@ -1,0 +1,218 @@
+//! The real binary against real dbt-core 1.11 + dbt-duckdb on the demo project.
+//! Few and purposeful: each costs a few cold dbt processes (about 5 s each).
+//! The first test to run installs the pinned venv (shared with `dbt-herd demo`).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::*;
+use dbt_herd::demo::{DemoDirs, LATE_DAY};
+
+/// A prepared demo (venv, project, source data, empty warehouse) in a temp dir.
+fn demo() -> (tempfile::TempDir, DemoDirs, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = DemoDirs::new(tmp.path());
+    let mut log = Vec::new();
+    let dbt = dbt_herd::demo::prepare(&dirs, &mut log)
+        .unwrap_or_else(|e| panic!("demo setup failed: {e}\n{}", String::from_utf8_lossy(&log)));
+    (tmp, dirs, dbt)
+}
+
+fn demo_run(dirs: &DemoDirs, dbt: &Path, state: &Path, tag: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.args(["run", "--headless"])
+        .arg("--project-dir")
+        .arg(&dirs.project)
+        .arg("--profiles-dir")
+        .arg(&dirs.project)
+        .arg("--dbt")
+        .arg(dbt)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--env")
+        .arg(format!(
+            "DUCKDB_PATH={}/worker{{worker}}.duckdb",
+            dirs.warehouse.display()
+        ))
+        .arg("--env")
+        .arg(format!(
+            "HERD_DEMO_SOURCE={}",
+            dirs.data.join("source.duckdb").display()
+        ))
+        .arg("--env")
+        .arg(format!("HERD_DEMO_LANDING={}", dirs.landing.display()))
+        .arg("--env")
+        .arg(format!("HERD_TEST_TAG={tag}"))
+        .args(extra)
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn late_window_fails_then_resume_retries_only_it_within_the_budget() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("real-backfill");
+    let _reaper = Reaper(t.clone());
+    let state = dirs.root.join("state");
+    // Three worker slots but a budget of 2 one-thread batches: two at a time.
+    let mut cmd = demo_run(
+        &dirs,
+        &dbt,
+        &state,
+        &t,
+        &[
+            "--backfill",
+            "2024-01-11..2024-01-15",
+            "--workers",
+            "3",
+            "--threads",
+            "1",
+            "--budget",
+            "2",
+        ],
+    );
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // Sample the live dbt processes while it runs: the sum of their --threads.
+    let peak = std::sync::Arc::new(AtomicU32::new(0));
+    let sampler = {
+        let (peak, t) = (peak.clone(), t.clone());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = done.clone();
+        let h = std::thread::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                peak.fetch_max(threads_in_use(&t), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        (h, done)
+    };
+    let out = child.wait_with_output().unwrap();
+    sampler.1.store(true, Ordering::Relaxed);
+    sampler.0.join().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        peak.load(Ordering::Relaxed),
+        2,
+        "the budget was used and never exceeded"
+    );
+
+    let s = summary(&state);
+    let late = batch(&s, LATE_DAY);
+    assert_eq!(late["status"], "failed");
+    assert!(
+        late["error"].as_str().unwrap().contains("have not landed"),
+        "{late}"
+    );
+    assert!(
+        late["nodes"]["skipped"].as_u64().unwrap() > 0,
+        "downstream of the failure is skipped: {late}"
+    );
+    let good = batch(&s, "2024-01-11");
+    assert_eq!(good["status"], "succeeded");
+    let models = good["nodes"]["success"].as_u64().unwrap();
+    let tests = good["nodes"]["pass"].as_u64().unwrap();
+    assert!(models >= 10 && tests >= 8, "{good}");
+    for id in ["2024-01-12", "2024-01-14"] {
+        assert_eq!(batch(&s, id)["status"], "succeeded");
+    }
+
+    // The upstream file lands; resume runs dbt retry for the late window only.
+    assert!(dirs.deliver_late(LATE_DAY).unwrap());
+    let mut resume = Command::new(bin());
+    resume
+        .args(["run", "--headless", "--resume"])
+        .arg(&state)
+        .stdin(Stdio::null());
+    let out = output(resume);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(stdout.contains("3 already succeeded"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "start     {LATE_DAY}..2024-01-14 · worker 1 · attempt 2 (dbt retry)"
+        )),
+        "{stdout}"
+    );
+    let s = summary(&state);
+    let late = batch(&s, LATE_DAY);
+    assert_eq!(late["status"], "succeeded");
+    assert_eq!(late["attempts"], 2);
+    // Merged across attempts: the same nodes as a window that succeeded at once.
+    assert_eq!(late["nodes"]["success"].as_u64(), Some(models));
+    assert_eq!(late["nodes"]["pass"].as_u64(), Some(tests));
+    assert_eq!(
+        (
+            late["nodes"]["error"].as_u64(),
+            late["nodes"]["skipped"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    for id in ["2024-01-11", "2024-01-12", "2024-01-14"] {
+        assert!(
+            !state
+                .join("batches")
+                .join(id)
+                .join("attempt-2.stdout.log")
+                .exists(),
+            "{id} ran again"
+        );
+    }
+    assert!(tagged_processes(&t).is_empty());
+}
+
+#[test]
+fn demo_delivers_the_late_file_and_the_automatic_retry_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "demo",
+        "--headless",
+        "--start",
+        "2024-01-12",
+        "--days",
+        "2",
+        "--workers",
+        "2",
+        "--dir",
+    ])
+    .arg(tmp.path())
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        lines.push(line.unwrap());
+    }
+    let status = child.wait().unwrap();
+    let all = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{all}");
+    let pos = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} in\n{all}"))
+    };
+    let failed = pos(&format!("retrying  {LATE_DAY}"));
+    let landed = pos("has now landed");
+    let retried = pos("attempt 2 (dbt retry)");
+    let ok = pos(&format!("ok        {LATE_DAY}"));
+    assert!(failed < landed && landed < ok && retried < ok, "{all}");
+    assert!(all.contains("all batches succeeded"), "{all}");
+}
