@@ -270,3 +270,45 @@ mod tests {
         assert_eq!(m.first_error(), None);
     }
 }
+
+/// Against run_results.json files written by real dbt 1.11 (`tests/fixtures/run_results/`).
+#[cfg(test)]
+mod captured {
+    use super::*;
+
+    fn load(name: &str) -> RunResults {
+        let path = format!("{}/tests/fixtures/run_results/{name}", env!("CARGO_MANIFEST_DIR"));
+        parse(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn failure_then_dbt_retry_merge_to_a_clean_batch() {
+        let failed = load("failure.json");
+        let retried = load("retry_after_fix.json");
+        assert_ne!(failed.metadata.invocation_id, retried.metadata.invocation_id);
+        let mut m = MergedResults::default();
+        m.merge(&failed, 1);
+        let c = m.counts();
+        assert_eq!((c.success, c.error, c.skipped, c.pass), (12, 1, 8, 25));
+        assert!(m.first_error().unwrap().contains("have not landed"));
+        // dbt retry reran only the 9 failed and skipped nodes.
+        assert_eq!(retried.results.len(), 9);
+        m.merge(&retried, 2);
+        let c = m.counts();
+        assert_eq!((c.success, c.error, c.skipped, c.pass), (14, 0, 0, 32));
+        assert_eq!(c, {
+            let mut ok = MergedResults::default();
+            ok.merge(&load("success.json"), 1);
+            ok.counts()
+        });
+    }
+
+    #[test]
+    fn truncated_real_file_is_incomplete() {
+        let path = format!("{}/tests/fixtures/run_results/success.json", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(path).unwrap();
+        for cut in [1, bytes.len() / 3, bytes.len() - 2] {
+            assert_eq!(parse(&bytes[..cut]), Err(ReadError::Incomplete), "cut at {cut}");
+        }
+    }
+}
