@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a plan of batches: one dbt process per batch, N at a time.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the bundled demo backfill (creates a private venv with pinned dbt on first use).
     Demo(DemoArgs),
 }

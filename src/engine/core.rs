@@ -614,16 +614,13 @@ impl EngineCore {
                 s.retiring = false;
                 need -= 1;
             }
-            let mut next = self.slots.iter().map(|s| s.number).max().unwrap_or(0) + 1;
-            for _ in 0..need {
-                self.slots.push(Slot {
-                    number: next,
-                    paused: false,
-                    retiring: false,
-                    running: None,
-                });
-                next += 1;
-            }
+            let first = self.slots.iter().map(|s| s.number).max().unwrap_or(0) + 1;
+            self.slots.extend((first..first + need).map(|number| Slot {
+                number,
+                paused: false,
+                retiring: false,
+                running: None,
+            }));
         } else {
             // Remove from the highest numbers down: idle slots go now, busy ones retire.
             let mut excess = active.len() - n;

@@ -19,13 +19,15 @@ use crate::engine::messages::{Command, Event};
 use crate::plan::Batch;
 use crate::state_dir::{BatchSummary, StateDir, Summary, write_atomic};
 
-/// Everything that reaches the engine task.
+/// Everything that reaches the engine task. (Log lines dominate its size; boxing
+/// them would cost an allocation per line for nothing: each is moved once.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum EngineMsg {
     Command(Command),
     Attempt(AttemptMsg),
     /// From the sampler; passed straight to the faces.
-    Resources(crate::engine::messages::Resources),
+    Resources(Box<crate::engine::messages::Resources>),
 }
 
 /// How an attempt is carried out: a cold `dbt` subprocess today; a warm worker
@@ -197,7 +199,7 @@ impl Shell {
                 let fx = match msg {
                     EngineMsg::Command(c) => self.core.on_command(c, now),
                     EngineMsg::Resources(r) => {
-                        let _ = self.events.send(Event::Resources(r));
+                        let _ = self.events.send(Event::Resources(*r));
                         continue;
                     }
                     EngineMsg::Attempt(m) => {

@@ -68,7 +68,7 @@ fn sample_loop(groups: watch::Receiver<LiveGroups>, to_engine: mpsc::UnboundedSe
             mem_total_bytes: sys.total_memory(),
             batches,
         };
-        if to_engine.send(EngineMsg::Resources(r)).is_err() {
+        if to_engine.send(EngineMsg::Resources(Box::new(r))).is_err() {
             return; // the engine has ended
         }
     }
