@@ -169,12 +169,7 @@ pub fn build(spec: &PlanSpec) -> Vec<Batch> {
     let mut out = Vec::with_capacity(wins.len() * sels.len());
     for win in &wins {
         for sel in &sels {
-            let label = match (win, sel) {
-                (Some(w), Some(s)) => format!("{w} {s}"),
-                (Some(w), None) => w.to_string(),
-                (None, Some(s)) => (*s).clone(),
-                (None, None) => "all".to_string(),
-            };
+            let label = label_for(win.as_ref(), sel.map(String::as_str));
             let base_id = match (win, sel) {
                 (Some(w), Some(s)) => format!("{}_{}", w.start, slug(s)),
                 (Some(w), None) => w.start.to_string(),
@@ -203,6 +198,16 @@ pub fn build(spec: &PlanSpec) -> Vec<Batch> {
         }
     }
     out
+}
+
+/// What a person reads for a batch: the window and/or the selector.
+pub fn label_for(window: Option<&Window>, select: Option<&str>) -> String {
+    match (window, select) {
+        (Some(w), Some(s)) => format!("{w} {s}"),
+        (Some(w), None) => w.to_string(),
+        (None, Some(s)) => s.to_string(),
+        (None, None) => "all".to_string(),
+    }
 }
 
 /// A file-system and env-safe rendering of a selector: `tag:finance` → `tag-finance`.

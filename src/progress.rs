@@ -17,6 +17,10 @@ impl Totals {
     pub fn of<'a>(batches: impl IntoIterator<Item = &'a BatchView>) -> Self {
         let mut t = Totals::default();
         for b in batches {
+            if b.status == BatchStatus::Split {
+                // Replaced by its parts, which are counted themselves.
+                continue;
+            }
             t.total += 1;
             match b.status {
                 BatchStatus::Succeeded => t.succeeded += 1,
@@ -24,6 +28,7 @@ impl Totals {
                 BatchStatus::Cancelled => t.cancelled += 1,
                 BatchStatus::Running => t.running += 1,
                 BatchStatus::Pending => t.pending += 1,
+                BatchStatus::Split => {}
             }
             if b.nothing_selected {
                 t.nothing_selected += 1;

@@ -33,7 +33,15 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         match self.ending {
             Ending::Signalled(sig) => 128 + sig,
-            Ending::Completed if self.summary.batches.iter().all(|b| b.status == "succeeded") => 0,
+            Ending::Completed
+                if self
+                    .summary
+                    .batches
+                    .iter()
+                    .all(|b| matches!(b.status.as_str(), "succeeded" | "split")) =>
+            {
+                0
+            }
             Ending::Completed => 1,
         }
     }
@@ -150,6 +158,7 @@ impl<W: Write> Reporter<W> {
                 clean(v.error.as_deref().unwrap_or("failed"))
             ),
             BatchStatus::Cancelled => format!("CANCELLED {label} · {dur}"),
+            BatchStatus::Split => format!("SPLIT     {label} · into one batch per model"),
             BatchStatus::Pending if before == Some(BatchStatus::Running) => format!(
                 "retrying  {label} · attempt {} failed: {}",
                 v.attempts,

@@ -96,6 +96,56 @@ pub fn build_env(s: &RunSettings, batch: &Batch, worker: usize) -> Vec<(String, 
     env
 }
 
+/// `dbt ls` of the batch's models, one JSON object per line on stdout.
+pub fn list_models_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Path) -> Vec<String> {
+    let mut a: Vec<String> = vec!["ls".into(), "--resource-type".into(), "model".into()];
+    if let Some(sel) = &batch.select {
+        a.extend(["--select".into(), sel.clone()]);
+    }
+    if let Some(ex) = &s.exclude {
+        a.extend(["--exclude".into(), ex.clone()]);
+    }
+    if let Some(name) = &s.selector {
+        a.extend(["--selector".into(), name.clone()]);
+    }
+    if !batch.vars.is_empty() {
+        a.extend([
+            "--vars".into(),
+            serde_json::Value::Object(batch.vars.clone()).to_string(),
+        ]);
+    }
+    a.extend([
+        "--output".into(),
+        "json".into(),
+        // One argument, space-separated: dbt reads a repeated flag as nothing.
+        "--output-keys".into(),
+        "unique_id name".into(),
+        "--quiet".into(),
+        "--target-path".into(),
+        target.display().to_string(),
+        "--log-path".into(),
+        logs.display().to_string(),
+        "--project-dir".into(),
+        s.project_dir.display().to_string(),
+    ]);
+    if let Some(p) = &s.profiles_dir {
+        a.extend(["--profiles-dir".into(), p.display().to_string()]);
+    }
+    if let Some(t) = &s.target {
+        a.extend(["--target".into(), t.clone()]);
+    }
+    a
+}
+
+/// Model names from `dbt ls --output json` lines; other lines are ignored.
+pub fn parse_model_list(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter_map(|v| v.get("name")?.as_str().map(str::to_string))
+        .collect()
+}
+
 pub fn invocation(
     s: &RunSettings,
     batch: &Batch,
@@ -203,6 +253,21 @@ mod tests {
             Path::new("/l"),
         );
         assert!(!a.contains(&"--vars".to_string()));
+    }
+
+    #[test]
+    fn model_list_parses_dbt_ls_json_lines() {
+        let out = "{\"unique_id\": \"model.p.a\", \"name\": \"a\"}\nnoise\n{\"unique_id\": \"model.p.b\", \"name\": \"b\"}\n";
+        assert_eq!(parse_model_list(out), ["a", "b"]);
+        let a = list_models_args(&settings(), &batch(), Path::new("/t"), Path::new("/l"));
+        assert_eq!(
+            &a[..5],
+            ["ls", "--resource-type", "model", "--select", "tag:a"]
+        );
+        assert!(
+            a.windows(2)
+                .any(|w| w == ["--output-keys", "unique_id name"])
+        );
     }
 
     #[test]

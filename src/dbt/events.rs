@@ -374,7 +374,10 @@ mod captured {
     use super::*;
 
     fn events(name: &str) -> Vec<DbtEvent> {
-        let path = format!("{}/tests/fixtures/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         text.lines().filter_map(parse_line).collect()
     }
@@ -386,24 +389,48 @@ mod captured {
     #[test]
     fn successful_build() {
         let evs = events("success.jsonl");
-        assert!(evs.iter().all(|e| e.invocation_id.as_deref() == evs[0].invocation_id.as_deref()));
-        assert!(evs.iter().any(|e| matches!(e.kind, EventKind::Concurrency { nodes: 46, .. })));
-        assert_eq!(count(&evs, |k| matches!(k, EventKind::NodeStarted { .. })), 46);
-        let finished: Vec<&EventKind> =
-            evs.iter().map(|e| &e.kind).filter(|k| matches!(k, EventKind::NodeFinished { .. })).collect();
+        assert!(
+            evs.iter()
+                .all(|e| e.invocation_id.as_deref() == evs[0].invocation_id.as_deref())
+        );
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e.kind, EventKind::Concurrency { nodes: 46, .. }))
+        );
+        assert_eq!(
+            count(&evs, |k| matches!(k, EventKind::NodeStarted { .. })),
+            46
+        );
+        let finished: Vec<&EventKind> = evs
+            .iter()
+            .map(|e| &e.kind)
+            .filter(|k| matches!(k, EventKind::NodeFinished { .. }))
+            .collect();
         assert_eq!(finished.len(), 46);
         let customers = finished
             .iter()
             .find(|k| matches!(k, EventKind::NodeFinished { node, .. } if node.name == "stg_customers"))
             .unwrap();
-        let EventKind::NodeFinished { node, status, execution_time, pos, .. } = customers else { unreachable!() };
+        let EventKind::NodeFinished {
+            node,
+            status,
+            execution_time,
+            pos,
+            ..
+        } = customers
+        else {
+            unreachable!()
+        };
         assert_eq!(node.unique_id, "model.herd_demo.stg_customers");
         assert_eq!(node.path.as_deref(), Some("staging/stg_customers.sql"));
         assert_eq!(status, "success", "node_status, not the display value OK");
         assert!(execution_time.is_some_and(|t| t > 0.0));
         assert!(pos.index.is_some_and(|i| (1..=46).contains(&i)));
         assert_eq!(pos.total, Some(46));
-        let passes = finished.iter().filter(|k| matches!(k, EventKind::NodeFinished { status, .. } if status == "pass")).count();
+        let passes = finished
+            .iter()
+            .filter(|k| matches!(k, EventKind::NodeFinished { status, .. } if status == "pass"))
+            .count();
         assert_eq!(passes, 32);
     }
 
@@ -412,12 +439,21 @@ mod captured {
         let evs = events("failure.jsonl");
         let errors: Vec<&DbtEvent> = evs
             .iter()
-            .filter(|e| matches!(&e.kind, EventKind::NodeFinished { status, .. } if status == "error"))
+            .filter(
+                |e| matches!(&e.kind, EventKind::NodeFinished { status, .. } if status == "error"),
+            )
             .collect();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].level, Level::Error);
-        assert!(render(errors[0]).unwrap().starts_with("ERROR model stg_shipments"));
-        assert_eq!(count(&evs, |k| matches!(k, EventKind::NodeSkipped { .. })), 8);
+        assert!(
+            render(errors[0])
+                .unwrap()
+                .starts_with("ERROR model stg_shipments")
+        );
+        assert_eq!(
+            count(&evs, |k| matches!(k, EventKind::NodeSkipped { .. })),
+            8
+        );
         let summary = evs.iter().find(|e| e.name == "RunResultError").unwrap();
         assert_eq!(summary.kind, EventKind::Error);
         assert!(summary.msg.contains("have not landed"), "{}", summary.msg);
@@ -434,7 +470,10 @@ mod captured {
     #[test]
     fn interrupted_build_reports_an_error() {
         let evs = events("interrupted.jsonl");
-        assert!(evs.iter().any(|e| e.name == "LogCancelLine" && e.level == Level::Error));
+        assert!(
+            evs.iter()
+                .any(|e| e.name == "LogCancelLine" && e.level == Level::Error)
+        );
         assert!(evs.iter().any(|e| e.kind == EventKind::Error));
     }
 }

@@ -277,7 +277,10 @@ mod captured {
     use super::*;
 
     fn load(name: &str) -> RunResults {
-        let path = format!("{}/tests/fixtures/run_results/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/run_results/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         parse(&std::fs::read(path).unwrap()).unwrap()
     }
 
@@ -285,7 +288,10 @@ mod captured {
     fn failure_then_dbt_retry_merge_to_a_clean_batch() {
         let failed = load("failure.json");
         let retried = load("retry_after_fix.json");
-        assert_ne!(failed.metadata.invocation_id, retried.metadata.invocation_id);
+        assert_ne!(
+            failed.metadata.invocation_id,
+            retried.metadata.invocation_id
+        );
         let mut m = MergedResults::default();
         m.merge(&failed, 1);
         let c = m.counts();
@@ -305,10 +311,17 @@ mod captured {
 
     #[test]
     fn truncated_real_file_is_incomplete() {
-        let path = format!("{}/tests/fixtures/run_results/success.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/fixtures/run_results/success.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let bytes = std::fs::read(path).unwrap();
         for cut in [1, bytes.len() / 3, bytes.len() - 2] {
-            assert_eq!(parse(&bytes[..cut]), Err(ReadError::Incomplete), "cut at {cut}");
+            assert_eq!(
+                parse(&bytes[..cut]),
+                Err(ReadError::Incomplete),
+                "cut at {cut}"
+            );
         }
     }
 }

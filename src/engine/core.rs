@@ -106,6 +106,10 @@ pub enum Effect {
     Emit(Event),
     Journal(JournalEntry),
     WriteSummary,
+    /// Run `dbt ls` for the batch's selection; answer with `on_listed`.
+    ListModels {
+        batch: usize,
+    },
 }
 
 /// What the journal records (the shell adds timestamps and writes it durably).
@@ -175,6 +179,8 @@ pub struct BatchState {
     pub force_full: bool,
     /// Set when the batch was carried over as succeeded from a resumed run.
     pub resumed_done: bool,
+    /// A `dbt ls` for splitting it is under way.
+    pub splitting: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,26 +234,11 @@ impl EngineCore {
                 if !resumed_done {
                     queue.push_back(i);
                 }
-                let mut st = BatchState {
-                    status: if resumed_done {
-                        BatchStatus::Succeeded
-                    } else {
-                        BatchStatus::Pending
-                    },
-                    batch,
-                    attempts: Vec::new(),
-                    results: MergedResults::default(),
-                    nothing_selected: false,
-                    error: None,
-                    last_error_line: None,
-                    nodes_done: 0,
-                    nodes_total: None,
-                    executing: BTreeSet::new(),
-                    node_paths: Default::default(),
-                    auto_retries_left: cfg.retries,
-                    force_full: false,
-                    resumed_done,
-                };
+                let mut st = BatchState::new(batch, cfg.retries);
+                if resumed_done {
+                    st.status = BatchStatus::Succeeded;
+                    st.resumed_done = true;
+                }
                 if let Some(p) = past {
                     st.carry_over(p);
                 }
@@ -556,14 +547,164 @@ impl EngineCore {
                     fx.push(Effect::Control { key, ctl });
                 }
             }
-            Command::EditBatch { .. } | Command::SplitBatch(_) => {
-                fx.push(Effect::Emit(Event::Notice {
-                    level: Level::Warn,
-                    text: "editing and splitting batches is not available yet".into(),
-                }));
+            Command::EditBatch {
+                batch,
+                select,
+                vars,
+            } if batch < self.batches.len() => {
+                fx.extend(self.edit_batch(batch, select, &vars, now));
             }
-            Command::Cancel(_) | Command::Retry(_) | Command::SetWorkers(_) => {}
+            Command::SplitBatch(b) if b < self.batches.len() => {
+                if self.editable(b) && !self.batches[b].splitting {
+                    self.batches[b].splitting = true;
+                    fx.push(Effect::ListModels { batch: b });
+                    fx.push(self.notice(
+                        Level::Info,
+                        format!(
+                            "listing the models of {} (dbt ls)",
+                            self.batches[b].batch.label
+                        ),
+                    ));
+                } else {
+                    fx.push(self.notice(
+                        Level::Warn,
+                        "only a pending, failed or cancelled batch can be split".into(),
+                    ));
+                }
+            }
+            Command::Cancel(_)
+            | Command::Retry(_)
+            | Command::SetWorkers(_)
+            | Command::EditBatch { .. }
+            | Command::SplitBatch(_) => {}
         }
+        fx.extend(self.dispatch(now));
+        fx
+    }
+
+    fn notice(&self, level: Level, text: String) -> Effect {
+        Effect::Emit(Event::Notice { level, text })
+    }
+
+    /// Only a batch that is not running (and not done) may be edited or split.
+    fn editable(&self, b: usize) -> bool {
+        matches!(
+            self.batches[b].status,
+            BatchStatus::Pending | BatchStatus::Failed | BatchStatus::Cancelled
+        )
+    }
+
+    fn edit_batch(
+        &mut self,
+        b: usize,
+        select: Option<String>,
+        vars: &str,
+        now: f64,
+    ) -> Vec<Effect> {
+        if !self.editable(b) {
+            return vec![self.notice(
+                Level::Warn,
+                "only a pending, failed or cancelled batch can be edited".into(),
+            )];
+        }
+        let vars = match crate::plan::parse_vars(vars) {
+            Ok(v) => v,
+            Err(e) => return vec![self.notice(Level::Error, e.0)],
+        };
+        let st = &mut self.batches[b];
+        st.batch.select = select.filter(|s| !s.trim().is_empty());
+        st.batch.vars = vars;
+        st.batch.label =
+            crate::plan::label_for(st.batch.window.as_ref(), st.batch.select.as_deref());
+        // Results of the old selection say nothing about the new one.
+        st.results = MergedResults::default();
+        st.force_full = true;
+        st.nothing_selected = false;
+        let mut fx = Vec::new();
+        if st.status == BatchStatus::Pending {
+            fx.push(Effect::Emit(Event::BatchChanged(self.view(b, now))));
+        } else {
+            fx.extend(self.requeue(b, now));
+        }
+        fx.push(Effect::WriteSummary);
+        fx
+    }
+
+    /// The answer to `Effect::ListModels`: replace the batch by one batch per model,
+    /// queued where it stood.
+    pub fn on_listed(
+        &mut self,
+        b: usize,
+        models: Result<Vec<String>, String>,
+        now: f64,
+    ) -> Vec<Effect> {
+        self.batches[b].splitting = false;
+        let models = match models {
+            Ok(m) if m.len() >= 2 && self.editable(b) => m,
+            Ok(m) if m.len() < 2 => {
+                return vec![self.notice(
+                    Level::Warn,
+                    format!(
+                        "{} has {} model(s): nothing to split",
+                        self.batches[b].batch.label,
+                        m.len()
+                    ),
+                )];
+            }
+            Ok(_) => {
+                return vec![
+                    self.notice(Level::Warn, "the batch started meanwhile; not split".into()),
+                ];
+            }
+            Err(e) => return vec![self.notice(Level::Error, format!("dbt ls failed: {e}"))],
+        };
+        let parent = self.batches[b].batch.clone();
+        let at = self.queue.iter().position(|&q| q == b);
+        self.queue.retain(|&q| q != b);
+        let first = self.batches.len();
+        let taken: std::collections::HashSet<String> =
+            self.batches.iter().map(|s| s.batch.id.clone()).collect();
+        for model in &models {
+            let mut id = format!("{}-{}", parent.id, crate::plan::slug(model));
+            let mut n = 2;
+            while taken.contains(&id) {
+                id = format!("{}-{}-{n}", parent.id, crate::plan::slug(model));
+                n += 1;
+            }
+            let batch = Batch {
+                id,
+                label: crate::plan::label_for(parent.window.as_ref(), Some(model)),
+                select: Some(model.clone()),
+                window: parent.window,
+                vars: parent.vars.clone(),
+            };
+            self.batches.push(BatchState::new(batch, self.cfg.retries));
+        }
+        let new: Vec<usize> = (first..self.batches.len()).collect();
+        match at {
+            Some(pos) => {
+                for (k, &i) in new.iter().enumerate() {
+                    self.queue.insert(pos + k, i);
+                }
+            }
+            None => self.queue.extend(new.iter().copied()),
+        }
+        self.idle_reported = false;
+        let mut fx = self.set_status(b, BatchStatus::Split, now);
+        fx.push(Effect::Emit(Event::BatchesAdded(
+            new.iter().map(|&i| self.view(i, now)).collect(),
+        )));
+        fx.push(Effect::Emit(Event::QueueChanged(
+            self.queue.iter().copied().collect(),
+        )));
+        fx.push(self.notice(
+            Level::Info,
+            format!(
+                "{} split into {} batches, one per model",
+                parent.label,
+                models.len()
+            ),
+        ));
         fx.extend(self.dispatch(now));
         fx
     }
@@ -1069,6 +1210,26 @@ pub struct Prior {
 }
 
 impl BatchState {
+    fn new(batch: Batch, retries: u32) -> Self {
+        Self {
+            status: BatchStatus::Pending,
+            batch,
+            attempts: Vec::new(),
+            results: MergedResults::default(),
+            nothing_selected: false,
+            error: None,
+            last_error_line: None,
+            nodes_done: 0,
+            nodes_total: None,
+            executing: BTreeSet::new(),
+            node_paths: Default::default(),
+            auto_retries_left: retries,
+            force_full: false,
+            resumed_done: false,
+            splitting: false,
+        }
+    }
+
     /// Takes over a resumed batch's past, so that attempt numbers go on and a
     /// failed batch continues with `dbt retry` in its target dir.
     fn carry_over(&mut self, p: &Prior) {

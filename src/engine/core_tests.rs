@@ -568,3 +568,75 @@ fn resumed_failed_batch_continues_with_dbt_retry_and_numbering() {
     let mut c = EngineCore::new(cfg, batches(1), &p);
     assert_eq!(launches(&c.start(0.0))[0].2, AttemptKind::Full);
 }
+
+#[test]
+fn edit_changes_what_a_failed_batch_runs_and_requeues_it_in_full() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(exited(l[0].0, 1, Ok(rr("i", &[("model.b", "error")]))), 1.0);
+    let fx = c.on_command(
+        Command::EditBatch {
+            batch: 0,
+            select: Some("tag:x".into()),
+            vars: "{day: 3}".into(),
+        },
+        2.0,
+    );
+    let l2 = launches(&fx);
+    assert_eq!(
+        l2,
+        vec![(key(0, 2), 1, AttemptKind::Full)],
+        "a new selection never uses dbt retry"
+    );
+    let b = &c.batches[0].batch;
+    assert_eq!(b.select.as_deref(), Some("tag:x"));
+    assert_eq!(b.vars["day"], 3);
+    assert_eq!(b.label, "tag:x");
+    assert_eq!(c.batches[0].results.counts().total(), 0);
+    // Bad vars are refused with a notice, the batch unchanged; running batches can't be edited.
+    let fx = c.on_command(
+        Command::EditBatch {
+            batch: 0,
+            select: None,
+            vars: "{a: [".into(),
+        },
+        3.0,
+    );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Emit(Event::Notice { .. })))
+    );
+    assert_eq!(c.batches[0].batch.select.as_deref(), Some("tag:x"));
+}
+
+#[test]
+fn split_replaces_a_pending_batch_by_one_per_model_in_its_queue_place() {
+    let mut c = core(3, 1, 1, 1, 0);
+    c.start(0.0);
+    assert_eq!(Vec::from(c.queue.clone()), vec![1, 2]);
+    let fx = c.on_command(Command::SplitBatch(1), 1.0);
+    assert!(fx.contains(&Effect::ListModels { batch: 1 }));
+    let fx = c.on_listed(1, Ok(vec!["stg_a".into(), "fct_b".into()]), 2.0);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Emit(Event::BatchesAdded(v)) if v.len() == 2))
+    );
+    assert_eq!(c.batches[1].status, BatchStatus::Split);
+    assert_eq!(
+        Vec::from(c.queue.clone()),
+        vec![3, 4, 2],
+        "the parts stand where the batch stood"
+    );
+    assert_eq!(c.batches[3].batch.id, "b1-stg_a");
+    assert_eq!(c.batches[4].batch.select.as_deref(), Some("fct_b"));
+    // One model is nothing to split; a failing dbt ls is reported.
+    let fx = c.on_listed(2, Ok(vec!["only".into()]), 3.0);
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Emit(Event::Notice { .. })))
+    );
+    assert_eq!(c.batches[2].status, BatchStatus::Pending);
+    // A running batch cannot be split.
+    let fx = c.on_command(Command::SplitBatch(0), 4.0);
+    assert!(!fx.contains(&Effect::ListModels { batch: 0 }));
+}

@@ -53,13 +53,18 @@ pub enum BatchStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Replaced by one batch per model (`SplitBatch`); its parts carry on.
+    Split,
 }
 
 impl BatchStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            BatchStatus::Succeeded | BatchStatus::Failed | BatchStatus::Cancelled
+            BatchStatus::Succeeded
+                | BatchStatus::Failed
+                | BatchStatus::Cancelled
+                | BatchStatus::Split
         )
     }
 
@@ -70,6 +75,7 @@ impl BatchStatus {
             BatchStatus::Succeeded => "succeeded",
             BatchStatus::Failed => "failed",
             BatchStatus::Cancelled => "cancelled",
+            BatchStatus::Split => "split",
         }
     }
 }

@@ -26,6 +26,11 @@ use crate::state_dir::{BatchSummary, StateDir, Summary, write_atomic};
 pub enum EngineMsg {
     Command(Command),
     Attempt(AttemptMsg),
+    /// The models of a batch, from `dbt ls`, for a split.
+    Listed {
+        batch: usize,
+        models: Result<Vec<String>, String>,
+    },
     /// From the sampler; passed straight to the faces.
     Resources(Box<crate::engine::messages::Resources>),
 }
@@ -133,10 +138,6 @@ pub fn spawn(setup: EngineSetup) -> std::io::Result<EngineHandle> {
         command: settings.command.to_string(),
         compiled_root_name: project_name(&settings.project_dir),
     };
-    let fps: HashMap<String, String> = plan
-        .iter()
-        .map(|b| (b.id.clone(), fingerprint(&settings, b)))
-        .collect();
     let core = EngineCore::new(cfg, plan, &prior);
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
@@ -145,7 +146,6 @@ pub fn spawn(setup: EngineSetup) -> std::io::Result<EngineHandle> {
         settings,
         state,
         journal: Some(journal),
-        fps,
         controls: HashMap::new(),
         launcher,
         msg_tx: msg_tx.clone(),
@@ -168,7 +168,6 @@ struct Shell {
     state: StateDir,
     /// `None` after a write error: we stop trusting it and stop scheduling.
     journal: Option<Journal>,
-    fps: HashMap<String, String>,
     controls: HashMap<AttemptKey, mpsc::UnboundedSender<AttemptCtl>>,
     launcher: Arc<dyn Launcher>,
     msg_tx: mpsc::UnboundedSender<EngineMsg>,
@@ -198,6 +197,7 @@ impl Shell {
                 let now = now_secs();
                 let fx = match msg {
                     EngineMsg::Command(c) => self.core.on_command(c, now),
+                    EngineMsg::Listed { batch, models } => self.core.on_listed(batch, models, now),
                     EngineMsg::Resources(r) => {
                         let _ = self.events.send(Event::Resources(*r));
                         continue;
@@ -244,6 +244,7 @@ impl Shell {
                 }
                 Effect::Journal(entry) => self.journal(entry),
                 Effect::WriteSummary => summary = true,
+                Effect::ListModels { batch } => self.list_models(batch),
             }
         }
         summary
@@ -259,7 +260,14 @@ impl Shell {
             | crate::engine::core::JournalEntry::AttemptFinished { batch, .. }
             | crate::engine::core::JournalEntry::BatchStatus { batch, .. } => batch.clone(),
         };
-        if let Err(e) = j.append(entry, self.fps.get(&batch).cloned()) {
+        // Computed now, not at start: an edit changes what the batch runs.
+        let fp = self
+            .core
+            .batches
+            .iter()
+            .find(|b| b.batch.id == batch)
+            .map(|b| fingerprint(&self.settings, &b.batch));
+        if let Err(e) = j.append(entry, fp) {
             // A journal we cannot write is a run we cannot resume: stop starting
             // batches and say so; never retry the fsync.
             self.journal = None;
@@ -296,6 +304,51 @@ impl Shell {
         let (tx, rx) = mpsc::unbounded_channel();
         self.controls.insert(key, tx);
         self.launcher.launch(spec, rx, self.msg_tx.clone());
+    }
+
+    /// Runs `dbt ls` for a batch in the background (in its own process group, so
+    /// shutdown and the exit path can reach it like any other child).
+    fn list_models(&self, b: usize) {
+        let batch = &self.core.batches[b].batch;
+        let dir = self.state.batch_dir(&batch.id).join("ls");
+        let inv = argv::Invocation {
+            program: self.settings.dbt.clone(),
+            args: argv::list_models_args(
+                &self.settings,
+                batch,
+                &dir.join("target"),
+                &dir.join("logs"),
+            ),
+            env: argv::build_env(&self.settings, batch, 0),
+        };
+        let tx = self.msg_tx.clone();
+        tokio::spawn(async move {
+            let models = async {
+                let child =
+                    crate::engine::process::spawn_in_group(&inv).map_err(|e| e.to_string())?;
+                let pgid = child.id().unwrap_or(0) as i32;
+                let out = child.wait_with_output().await;
+                crate::engine::process::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                crate::engine::process::unregister(pgid);
+                let out = out.map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    let text =
+                        String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+                    return Err(text
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("failed")
+                        .trim()
+                        .to_string());
+                }
+                Ok(argv::parse_model_list(&String::from_utf8_lossy(
+                    &out.stdout,
+                )))
+            }
+            .await;
+            let _ = tx.send(EngineMsg::Listed { batch: b, models });
+        });
     }
 
     fn summary(&self, finished: bool) -> Summary {
