@@ -32,6 +32,11 @@ pub fn prepare(given: &RunArgs) -> UsageResult<PreparedRun> {
         let settings = RunSettings::from_args(&merged)?;
         let plan = plan::build(&settings.plan);
         let past = journal::read(&state.journal_path()).map_err(|e| usage!("--resume: {e}"))?;
+        for batch in engine::sweep::sweep(&past.unfinished) {
+            eprintln!(
+                "dbt-herd: killed a dbt process of batch {batch} left running by the previous run"
+            );
+        }
         let mut prior = BTreeMap::new();
         let mut changed = Vec::new();
         for b in &plan {

@@ -469,3 +469,48 @@ fn bad_input_is_one_line_and_exit_2() {
     // Nothing was started for any of them.
     assert!(!dir.path().join(".dbt-herd").exists());
 }
+
+#[test]
+fn resume_after_the_supervisor_was_killed_sweeps_its_orphans_first() {
+    let dir = fake_project();
+    let t = tag("kill9");
+    let _reaper = Reaper(t.clone());
+    let mut cmd = fake_run(dir.path(), &t, &["-s", "sleepy", "-s", "ok"]);
+    cmd.env("FAKE_SLEEP", "60")
+        .stdout(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    assert!(wait_for(Duration::from_secs(10), || tagged_processes(&t)
+        .iter()
+        .any(|p| p.argv.iter().any(|a| a == "sleepy"))));
+    // SIGKILL: no chance to stop anything. The dbt group lives on, orphaned.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let orphans: Vec<i32> = tagged_processes(&t).iter().map(|p| p.pid).collect();
+    assert!(!orphans.is_empty(), "the orphan survived its supervisor");
+    let mut resume = std::process::Command::new(bin());
+    resume
+        .args(["run", "--headless", "--resume"])
+        .arg(dir.path().join("state"))
+        .env("FAKE_SLEEP", "0.1");
+    let out = output(resume);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stderr).contains("batch sleepy left running by the previous run"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(tagged_processes(&t).is_empty());
+    let s = summary(&dir.path().join("state"));
+    assert_eq!(batch(&s, "sleepy")["status"], "succeeded");
+    assert_eq!(
+        batch(&s, "sleepy")["attempts"],
+        2,
+        "attempt numbers go on after the crash"
+    );
+}

@@ -63,6 +63,9 @@ pub struct JournalState {
     pub last: BTreeMap<String, BatchPast>,
     /// A torn last line (a crash mid-write) that was ignored.
     pub torn_tail: bool,
+    /// (batch, attempt, pid) of children spawned but never recorded as finished:
+    /// a supervisor that died may have left them running.
+    pub unfinished: Vec<(String, u32, u32)>,
 }
 
 /// Reads a journal. A torn last line is ignored (and reported); a corrupt line in
@@ -95,6 +98,10 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
                 ));
             }
         };
+        if let JournalEntry::AttemptFinished { batch, attempt, .. } = &rec.entry {
+            st.unfinished
+                .retain(|(b, a, _)| !(b == batch && a == attempt));
+        }
         let (batch, status, attempt, invocation) = match rec.entry {
             JournalEntry::AttemptFinished {
                 batch,
@@ -107,8 +114,16 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
             JournalEntry::AttemptStarted { batch, attempt, .. } => {
                 (batch, BatchStatus::Running, attempt, None)
             }
-            JournalEntry::AttemptSpawned { .. } => continue,
+            JournalEntry::AttemptSpawned {
+                batch,
+                attempt,
+                pid,
+            } => {
+                st.unfinished.push((batch, attempt, pid));
+                continue;
+            }
         };
+
         let past = st.last.entry(batch).or_insert(BatchPast {
             status,
             fp: None,
@@ -167,6 +182,20 @@ mod tests {
         assert_eq!(st.last["a"].attempts, 1);
         assert_eq!(st.last["b"].status, BatchStatus::Failed);
         assert!(!st.torn_tail);
+        assert!(st.unfinished.is_empty());
+        j.append(
+            JournalEntry::AttemptSpawned {
+                batch: "b".into(),
+                attempt: 2,
+                pid: 4242,
+            },
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            read(&p).unwrap().unfinished,
+            vec![("b".to_string(), 2, 4242)]
+        );
         // A crash mid-write leaves half a record at the end.
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(br#"{"ts":"x","record":"batch_sta"#).unwrap();

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod process;
 pub mod run;
 pub mod sampler;
+pub mod sweep;
 
 pub use messages::{
     BatchResources, BatchStatus, BatchView, Command, Event, LogLine, Resources, RunInfo, WorkerView,
