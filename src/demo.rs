@@ -15,7 +15,7 @@ use include_dir::{Dir, include_dir};
 use crate::cli::{DemoArgs, RunArgs};
 use crate::engine::{BatchStatus, Event};
 use crate::error::{UsageError, UsageResult};
-use crate::{report, start, usage, venv};
+use crate::{report, start, tui, usage, venv};
 
 static DEMO_ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets/demo");
 
@@ -130,7 +130,8 @@ pub fn run_args(
     }
 }
 
-pub fn run(args: &DemoArgs) -> Result<i32, UsageError> {
+/// Runs the demo backfill, in the TUI when `interactive`.
+pub fn run(args: &DemoArgs, interactive: bool) -> Result<i32, UsageError> {
     let root = args
         .dir
         .clone()
@@ -153,7 +154,11 @@ pub fn run(args: &DemoArgs) -> Result<i32, UsageError> {
     }
     let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
     let state_dir = dirs.root.join("runs").join(stamp.to_string());
-    let run_args = run_args(&dirs, &dbt, args.workers, start, args.days, state_dir);
+    let mut run_args = run_args(&dirs, &dbt, args.workers, start, args.days, state_dir);
+    if interactive {
+        // In the TUI the late window stays failed until someone presses R.
+        run_args.retries = Some("0".into());
+    }
     println!(
         "dbt-herd demo: backfilling {} daily windows from {start} with {} workers; the {LATE_DAY} shipments file arrives late",
         args.days, args.workers
@@ -165,16 +170,28 @@ pub fn run(args: &DemoArgs) -> Result<i32, UsageError> {
         .map_err(|e| usage!("cannot start the runtime: {e}"))?;
     rt.block_on(async move {
         let handle = start::start(prepared).map_err(|e| usage!("cannot open the journal: {e}"))?;
-        let outcome = report::run_headless(handle, std::io::stdout(), Some(late_delivery(dirs)))
+        let outcome = if interactive {
+            let opts = tui::TuiOptions {
+                observer: Some(late_delivery(dirs, "press R to retry the failed batch")),
+                ..Default::default()
+            };
+            tui::run(handle, opts).await
+        } else {
+            report::run_headless(
+                handle,
+                std::io::stdout(),
+                Some(late_delivery(dirs, "the batch's retry will pick it up")),
+            )
             .await
-            .map_err(|e| usage!("{e}"))?;
+        }
+        .map_err(|e| usage!("{e}"))?;
         Ok(outcome.exit_code())
     })
 }
 
 /// Delivers the late file once its window has failed for want of it, the way an
 /// upstream system would eventually land it; the batch's retry then succeeds.
-fn late_delivery(dirs: DemoDirs) -> report::Observer {
+fn late_delivery(dirs: DemoDirs, next: &'static str) -> report::Observer {
     let mut late_batch: Option<usize> = None;
     Box::new(move |ev: &Event, out: &mut dyn Write| match ev {
         Event::Started { batches, .. } => {
@@ -191,7 +208,7 @@ fn late_delivery(dirs: DemoDirs) -> report::Observer {
             if let Ok(true) = dirs.deliver_late(LATE_DAY) {
                 let _ = writeln!(
                     out,
-                    "demo: the late shipments file for {LATE_DAY} has now landed in {}; the batch's retry will pick it up",
+                    "demo: the late shipments file for {LATE_DAY} has now landed in {}; {next}",
                     dirs.landing.display()
                 );
             }

@@ -7,7 +7,7 @@ use clap::Parser;
 use dbt_herd::cli::{Cli, Command};
 use dbt_herd::engine::process;
 use dbt_herd::error::UsageError;
-use dbt_herd::{demo, report, start};
+use dbt_herd::{demo, report, start, tui};
 
 fn main() {
     // color-eyre first, so that its panic hook is the one our own hook chains to.
@@ -60,6 +60,13 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The TUI needs a real terminal on both ends; anything else gets line output.
+fn tui_possible() -> bool {
+    std::io::stdout().is_terminal()
+        && std::io::stdin().is_terminal()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,10 +77,7 @@ fn real_main(cli: Cli) -> Result<i32, UsageError> {
     match cli.command {
         Command::Run(args) => {
             let prepared = start::prepare(&args)?;
-            if !args.headless && std::io::stdout().is_terminal() {
-                // The interactive grid comes with the TUI; until then a terminal
-                // gets the same line output as a pipe.
-            }
+            let interactive = !args.headless && tui_possible();
             for id in &prepared.changed {
                 eprintln!("dbt-herd: batch {id} changed since it succeeded; it runs again");
             }
@@ -81,12 +85,15 @@ fn real_main(cli: Cli) -> Result<i32, UsageError> {
             rt.block_on(async {
                 let handle = start::start(prepared)
                     .map_err(|e| UsageError(format!("cannot open the journal: {e}")))?;
-                let outcome = report::run_headless(handle, std::io::stdout(), None)
-                    .await
-                    .map_err(|e| UsageError(format!("{e}")))?;
+                let outcome = if interactive {
+                    tui::run(handle, tui::TuiOptions::default()).await
+                } else {
+                    report::run_headless(handle, std::io::stdout(), None).await
+                }
+                .map_err(|e| UsageError(format!("{e}")))?;
                 Ok(outcome.exit_code())
             })
         }
-        Command::Demo(args) => demo::run(&args),
+        Command::Demo(args) => demo::run(&args, !args.headless && tui_possible()),
     }
 }

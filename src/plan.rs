@@ -135,6 +135,14 @@ pub struct PlanSpec {
     pub base_vars: Map<String, Value>,
 }
 
+/// A batch's vars on one line, in a form `parse_vars` reads back (JSON is YAML).
+pub fn vars_inline(vars: &Map<String, Value>) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    serde_json::to_string(vars).unwrap_or_default()
+}
+
 /// Parses `--vars`: YAML or JSON that must be a mapping (or empty).
 pub fn parse_vars(s: &str) -> UsageResult<Map<String, Value>> {
     if s.trim().is_empty() {

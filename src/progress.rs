@@ -95,29 +95,16 @@ pub fn fmt_duration(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dbt::run_results::NodeCounts;
 
     fn view(status: BatchStatus, duration: f64, since: Option<f64>) -> BatchView {
         BatchView {
-            index: 0,
             id: "x".into(),
             label: "x".into(),
             status,
             attempts: u32::from(status != BatchStatus::Pending),
-            attempt_kind: None,
-            worker: None,
-            pid: None,
-            suspended: false,
             duration_s: duration,
             running_since: since,
-            nodes_done: 0,
-            nodes_total: None,
-            executing: 0,
-            counts: NodeCounts::default(),
-            nothing_selected: false,
-            error: None,
-            failing: vec![],
-            auto_retries_left: 0,
+            ..Default::default()
         }
     }
 

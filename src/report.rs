@@ -192,54 +192,72 @@ impl<W: Write> Reporter<W> {
     }
 
     fn final_report(&mut self, summary: &Summary, ending: Ending) {
-        let t = Totals::of(&self.batches);
         let _ = writeln!(self.out);
-        let verdict = match ending {
-            Ending::Signalled(_) => "interrupted",
-            Ending::Completed if t.succeeded == t.total => "all batches succeeded",
-            Ending::Completed => "some batches did not succeed",
-        };
-        let _ = writeln!(
-            self.out,
-            "summary: {verdict} · {} succeeded · {} failed · {} cancelled · {} not run · wall {}",
-            t.succeeded,
-            t.failed,
-            t.cancelled,
-            t.pending + t.running,
-            fmt_duration(self.started.elapsed().as_secs_f64())
-        );
-        if t.nothing_selected > 0 {
-            let _ = writeln!(
-                self.out,
-                "warning: {} batches selected no node (dbt exits 0 for that)",
-                t.nothing_selected
-            );
-        }
-        for b in summary.batches.iter().filter(|b| b.status == "failed") {
-            let _ = writeln!(
-                self.out,
-                "  failed {} (attempts {}): {}",
-                clean(&b.label),
-                b.attempts,
-                clean(b.error.as_deref().unwrap_or("-"))
-            );
-        }
-        if let Some(info) = &self.info {
-            let _ = writeln!(
-                self.out,
-                "summary.json: {}/summary.json",
-                clean(&info.state_dir)
-            );
-            if t.succeeded < t.total {
-                let _ = writeln!(
-                    self.out,
-                    "resume with: dbt-herd run --resume {}",
-                    clean(&info.state_dir)
-                );
-            }
+        let state_dir = self.info.as_ref().map(|i| i.state_dir.as_str());
+        let wall = self.started.elapsed().as_secs_f64();
+        for line in summary_lines(summary, ending, state_dir, wall) {
+            let _ = writeln!(self.out, "{line}");
         }
         let _ = self.out.flush();
     }
+}
+
+/// The closing lines both faces print: verdict and counts, batches that did not
+/// succeed, and where the summary and the resume command are.
+pub fn summary_lines(
+    summary: &Summary,
+    ending: Ending,
+    state_dir: Option<&str>,
+    wall_s: f64,
+) -> Vec<String> {
+    let count = |status: &str| {
+        summary
+            .batches
+            .iter()
+            .filter(|b| b.status == status)
+            .count()
+    };
+    let (succeeded, failed, cancelled) = (count("succeeded"), count("failed"), count("cancelled"));
+    let not_run = count("pending");
+    let done_ok = summary
+        .batches
+        .iter()
+        .all(|b| matches!(b.status.as_str(), "succeeded" | "split"));
+    let verdict = match ending {
+        Ending::Signalled(_) => "interrupted",
+        Ending::Completed if done_ok => "all batches succeeded",
+        Ending::Completed => "some batches did not succeed",
+    };
+    let mut lines = vec![format!(
+        "summary: {verdict} · {succeeded} succeeded · {failed} failed · {cancelled} cancelled · {not_run} not run · wall {}",
+        fmt_duration(wall_s)
+    )];
+    let empty = summary
+        .batches
+        .iter()
+        .filter(|b| b.nothing_selected)
+        .count();
+    if empty > 0 {
+        lines.push(format!(
+            "warning: {empty} batches selected no node (dbt exits 0 for that)"
+        ));
+    }
+    for b in summary.batches.iter().filter(|b| b.status == "failed") {
+        lines.push(format!(
+            "  failed {} (attempts {}): {}",
+            clean(&b.label),
+            b.attempts,
+            clean(b.error.as_deref().unwrap_or("-"))
+        ));
+    }
+    if let Some(dir) = state_dir {
+        let dir = clean(dir);
+        lines.push(format!("summary.json: {dir}/summary.json"));
+        if !done_ok {
+            lines.push(format!("resume with: dbt-herd run --resume {dir}"));
+        }
+    }
+    lines
 }
 
 fn now_secs() -> f64 {

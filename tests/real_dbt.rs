@@ -5,53 +5,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use common::demo::*;
 use common::*;
-use dbt_herd::demo::{DemoDirs, LATE_DAY};
-
-/// A prepared demo (venv, project, source data, empty warehouse) in a temp dir.
-fn demo() -> (tempfile::TempDir, DemoDirs, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dirs = DemoDirs::new(tmp.path());
-    let mut log = Vec::new();
-    let dbt = dbt_herd::demo::prepare(&dirs, &mut log)
-        .unwrap_or_else(|e| panic!("demo setup failed: {e}\n{}", String::from_utf8_lossy(&log)));
-    (tmp, dirs, dbt)
-}
-
-fn demo_run(dirs: &DemoDirs, dbt: &Path, state: &Path, tag: &str, extra: &[&str]) -> Command {
-    let mut c = Command::new(bin());
-    c.args(["run", "--headless"])
-        .arg("--project-dir")
-        .arg(&dirs.project)
-        .arg("--profiles-dir")
-        .arg(&dirs.project)
-        .arg("--dbt")
-        .arg(dbt)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--env")
-        .arg(format!(
-            "DUCKDB_PATH={}/worker{{worker}}.duckdb",
-            dirs.warehouse.display()
-        ))
-        .arg("--env")
-        .arg(format!(
-            "HERD_DEMO_SOURCE={}",
-            dirs.data.join("source.duckdb").display()
-        ))
-        .arg("--env")
-        .arg(format!("HERD_DEMO_LANDING={}", dirs.landing.display()))
-        .arg("--env")
-        .arg(format!("HERD_TEST_TAG={tag}"))
-        .args(extra)
-        .stdin(Stdio::null());
-    c
-}
+use dbt_herd::demo::LATE_DAY;
 
 #[test]
 fn late_window_fails_then_resume_retries_only_it_within_the_budget() {

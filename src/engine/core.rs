@@ -1141,6 +1141,8 @@ impl EngineCore {
             index: b,
             id: st.batch.id.clone(),
             label: st.batch.label.clone(),
+            select: st.batch.select.clone(),
+            vars: crate::plan::vars_inline(&st.batch.vars),
             status: st.status,
             attempts: st.attempts.len() as u32,
             attempt_kind: current.map(|a| a.kind),

@@ -45,9 +45,10 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchStatus {
+    #[default]
     Pending,
     Running,
     Succeeded,
@@ -91,11 +92,14 @@ pub struct FailingNode {
 }
 
 /// Everything a face shows about one batch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BatchView {
     pub index: usize,
     pub id: String,
     pub label: String,
+    /// The batch's `--select`, if any, and its vars as one-line YAML (for editing).
+    pub select: Option<String>,
+    pub vars: String,
     pub status: BatchStatus,
     pub attempts: u32,
     pub attempt_kind: Option<AttemptKind>,

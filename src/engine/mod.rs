@@ -12,6 +12,7 @@ pub mod sampler;
 pub mod sweep;
 
 pub use messages::{
-    BatchResources, BatchStatus, BatchView, Command, Event, LogLine, Resources, RunInfo, WorkerView,
+    BatchResources, BatchStatus, BatchView, Command, Event, FailingNode, LogLine, Resources,
+    RunInfo, WorkerView,
 };
 pub use run::{EngineHandle, EngineMsg, EngineSetup, Launcher, ProcessLauncher};

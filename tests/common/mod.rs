@@ -2,6 +2,9 @@
 //! state dir, and finding the processes a test started (by a tag in their env).
 #![allow(dead_code)]
 
+pub mod demo;
+pub mod tmux;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -86,6 +89,8 @@ pub fn threads_in_use(tag: &str) -> u32 {
 pub struct Proc {
     pub pid: i32,
     pub pgid: i32,
+    /// `R`, `S`, `T` (stopped) … from /proc/PID/stat.
+    pub state: String,
     pub argv: Vec<String>,
 }
 
@@ -141,7 +146,12 @@ pub fn tagged_processes(tag: &str) -> Vec<Proc> {
                     .collect()
             })
             .unwrap_or_default();
-        out.push(Proc { pid, pgid, argv });
+        out.push(Proc {
+            pid,
+            pgid,
+            state: state.to_string(),
+            argv,
+        });
     }
     out
 }

@@ -1,0 +1,170 @@
+//! Keys to actions, and the table the help overlay is drawn from (one source, so
+//! help can never disagree with what the keys do).
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    Help,
+    Back,
+    Up,
+    Down,
+    Left,
+    Right,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    Zoom,
+    ToggleTable,
+    PauseWorker,
+    PauseQueue,
+    Cancel,
+    Retry,
+    RetryAllFailed,
+    MoreWorkers,
+    FewerWorkers,
+    EditBudget,
+    EditBatch,
+    Split,
+    MoveUp,
+    MoveDown,
+    Search,
+    NextMatch,
+    PrevMatch,
+    Follow,
+    Interrupt,
+    Suspend,
+}
+
+/// The action of a key outside text input.
+pub fn action_for(key: &KeyEvent) -> Option<Action> {
+    use Action::*;
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return match key.code {
+            KeyCode::Char('c') => Some(Interrupt),
+            KeyCode::Char('z') => Some(Suspend),
+            KeyCode::Char('f') => Some(PageDown),
+            KeyCode::Char('b') => Some(PageUp),
+            _ => None,
+        };
+    }
+    Some(match key.code {
+        KeyCode::Char('q') => Quit,
+        KeyCode::Char('?') => Help,
+        KeyCode::Esc => Back,
+        KeyCode::Up | KeyCode::Char('k') => Up,
+        KeyCode::Down | KeyCode::Char('j') => Down,
+        KeyCode::Left | KeyCode::Char('h') => Left,
+        KeyCode::Right | KeyCode::Char('l') => Right,
+        KeyCode::PageUp => PageUp,
+        KeyCode::PageDown => PageDown,
+        KeyCode::Home | KeyCode::Char('g') => Top,
+        KeyCode::End | KeyCode::Char('G') => Bottom,
+        KeyCode::Enter => Zoom,
+        KeyCode::Tab | KeyCode::BackTab => ToggleTable,
+        KeyCode::Char('p') => PauseWorker,
+        KeyCode::Char('P') => PauseQueue,
+        KeyCode::Char('c') => Cancel,
+        KeyCode::Char('r') => Retry,
+        KeyCode::Char('R') => RetryAllFailed,
+        KeyCode::Char('+') | KeyCode::Char('=') => MoreWorkers,
+        KeyCode::Char('-') => FewerWorkers,
+        KeyCode::Char('b') => EditBudget,
+        KeyCode::Char('e') => EditBatch,
+        KeyCode::Char('s') => Split,
+        KeyCode::Char('K') => MoveUp,
+        KeyCode::Char('J') => MoveDown,
+        KeyCode::Char('/') => Search,
+        KeyCode::Char('n') => NextMatch,
+        KeyCode::Char('N') => PrevMatch,
+        KeyCode::Char('f') => Follow,
+        _ => return None,
+    })
+}
+
+/// Every binding, grouped for the help overlay: (keys, what they do).
+pub const HELP: &[(&str, &[(&str, &str)])] = &[
+    (
+        "Anywhere",
+        &[
+            ("q", "quit (asks first while batches run; y confirms)"),
+            ("? / Esc", "help / back"),
+            ("arrows, h j k l", "move between panes or rows"),
+            ("Enter", "zoom the focused pane or selected batch"),
+            ("Tab", "switch between the worker grid and the batch table"),
+            ("Ctrl-C", "stop every batch and quit (twice: kill now)"),
+            ("Ctrl-Z", "suspend dbt-herd (dbt keeps running)"),
+        ],
+    ),
+    (
+        "Batches and workers",
+        &[
+            ("p", "pause / resume the focused worker (SIGSTOP / SIGCONT)"),
+            ("P", "pause / resume dispatch of the whole queue"),
+            ("c", "cancel the focused or selected batch"),
+            ("r", "retry the focused or selected failed batch"),
+            ("R", "retry all failed batches"),
+            ("+ / -", "one worker more / less"),
+            ("b", "edit the connection budget"),
+            ("e", "edit a pending or failed batch's selector and vars"),
+            ("s", "split a pending or failed batch into one per model"),
+            (
+                "K / J",
+                "move the selected pending batch up / down the queue",
+            ),
+        ],
+    ),
+    (
+        "Zoomed log",
+        &[
+            (
+                "PgUp PgDn j k g G",
+                "scroll; top; bottom (G follows new lines)",
+            ),
+            (
+                "f   / then n N",
+                "follow on / off; search, next / previous match",
+            ),
+        ],
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(c: char) -> KeyEvent {
+        KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+    }
+
+    #[test]
+    fn the_documented_keys_map_to_their_actions() {
+        assert_eq!(action_for(&key('q')), Some(Action::Quit));
+        assert_eq!(action_for(&key('p')), Some(Action::PauseWorker));
+        assert_eq!(action_for(&key('P')), Some(Action::PauseQueue));
+        assert_eq!(action_for(&key('R')), Some(Action::RetryAllFailed));
+        assert_eq!(action_for(&key('K')), Some(Action::MoveUp));
+        assert_eq!(action_for(&key('J')), Some(Action::MoveDown));
+        assert_eq!(action_for(&key('j')), Some(Action::Down));
+        assert_eq!(
+            action_for(&KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Action::Interrupt)
+        );
+        assert_eq!(action_for(&key('x')), None);
+    }
+
+    #[test]
+    fn help_lists_every_key_of_the_spec() {
+        let keys: Vec<&str> = HELP
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|(k, _)| *k))
+            .collect();
+        for k in [
+            "q", "p", "P", "c", "r", "R", "+ / -", "b", "e", "s", "K / J", "Tab", "Enter",
+        ] {
+            assert!(keys.contains(&k), "help misses {k}");
+        }
+    }
+}

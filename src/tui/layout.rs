@@ -1,0 +1,134 @@
+//! Screen geometry shared by drawing and key handling (moving focus needs to know
+//! how the panes are laid out).
+
+use ratatui::layout::Rect;
+
+/// Lines of the header (counts and progress, budget gauge, machine).
+pub const HEADER_HEIGHT: u16 = 3;
+/// The status / key-hint line at the bottom.
+pub const FOOTER_HEIGHT: u16 = 1;
+/// Narrowest full pane; below this the grid turns into one line per worker.
+const MIN_PANE_WIDTH: u16 = 34;
+/// Border, status line, progress line and at least two log lines.
+const MIN_PANE_HEIGHT: u16 = 6;
+/// Width of one worker in the compact (one line per worker) grid.
+const COMPACT_CELL_WIDTH: u16 = 38;
+/// Panes look best about this many columns per row (terminal cells are ~2:1).
+const PLEASING_ASPECT: f64 = 3.5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridShape {
+    pub cols: usize,
+    pub rows: usize,
+    /// One line per worker instead of bordered panes with logs.
+    pub compact: bool,
+}
+
+/// The area left for the grid or table in a terminal of `width` × `height`.
+pub fn body_area(width: u16, height: u16) -> Rect {
+    Rect::new(
+        0,
+        HEADER_HEIGHT,
+        width,
+        height.saturating_sub(HEADER_HEIGHT + FOOTER_HEIGHT),
+    )
+}
+
+/// How `n` worker panes fill `area`: the column count whose panes are closest to a
+/// pleasant shape while tall enough for a few log lines, else the compact list.
+pub fn grid_shape(n: usize, area: Rect) -> GridShape {
+    let n = n.max(1);
+    let max_cols = usize::from((area.width / MIN_PANE_WIDTH).max(1)).min(n);
+    let mut best: Option<(f64, GridShape)> = None;
+    for cols in 1..=max_cols {
+        let rows = n.div_ceil(cols);
+        let h = area.height / rows as u16;
+        if h < MIN_PANE_HEIGHT {
+            continue;
+        }
+        let w = area.width / cols as u16;
+        let score = ((f64::from(w) / f64::from(h)) / PLEASING_ASPECT).ln().abs();
+        if best.is_none_or(|(s, _)| score < s) {
+            best = Some((
+                score,
+                GridShape {
+                    cols,
+                    rows,
+                    compact: false,
+                },
+            ));
+        }
+    }
+    best.map(|(_, g)| g).unwrap_or_else(|| {
+        let cols = usize::from((area.width / COMPACT_CELL_WIDTH).max(1)).min(n);
+        GridShape {
+            cols,
+            rows: n.div_ceil(cols),
+            compact: true,
+        }
+    })
+}
+
+/// The cell of pane `i` in `area` for `shape`.
+pub fn pane_rect(area: Rect, shape: GridShape, i: usize) -> Rect {
+    let (row, col) = (i / shape.cols, i % shape.cols);
+    let cell_h = if shape.compact {
+        1
+    } else {
+        area.height / shape.rows as u16
+    };
+    let base_w = area.width / shape.cols as u16;
+    // The last column takes the rounding remainder.
+    let w = if col + 1 == shape.cols {
+        area.width - base_w * (shape.cols as u16 - 1)
+    } else {
+        base_w
+    };
+    let y = area.y + cell_h * row as u16;
+    let h = if !shape.compact && row + 1 == shape.rows {
+        area.height - cell_h * (shape.rows as u16 - 1)
+    } else {
+        cell_h
+    };
+    Rect::new(area.x + base_w * col as u16, y, w, h).intersection(area)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn four_workers_on_a_wide_screen_make_a_two_by_two_grid() {
+        let g = grid_shape(4, body_area(160, 48));
+        assert_eq!((g.cols, g.rows, g.compact), (2, 2, false));
+    }
+
+    #[test]
+    fn sixteen_workers_at_80x24_fall_back_to_one_line_each() {
+        let area = body_area(80, 24);
+        let g = grid_shape(16, area);
+        assert!(g.compact);
+        assert!(
+            g.rows <= usize::from(area.height),
+            "{g:?} must fit in {area:?}"
+        );
+    }
+
+    #[test]
+    fn panes_tile_the_area_exactly() {
+        let area = body_area(101, 40);
+        let g = grid_shape(3, area);
+        let total: u32 = (0..3)
+            .map(|i| pane_rect(area, g, i))
+            .map(|r| u32::from(r.width) * u32::from(r.height))
+            .sum();
+        let cells = g.cols * g.rows;
+        if cells == 3 {
+            assert_eq!(total, u32::from(area.width) * u32::from(area.height));
+        }
+        for i in 0..3 {
+            let r = pane_rect(area, g, i);
+            assert!(area.contains(r.as_position()) && r.width > 0 && r.height > 0);
+        }
+    }
+}

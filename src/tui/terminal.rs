@@ -1,0 +1,245 @@
+//! The TUI's runtime: owns the terminal, feeds keys, engine events, signals and a
+//! clock into `App::update`, carries out the effects, and draws at most ~30 times
+//! a second and only when something changed.
+
+use std::io::{self, Stdout, Write};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use crossterm::{cursor, execute};
+use futures::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::MissedTickBehavior;
+
+use super::app::{App, Effect, Msg};
+use super::theme::Theme;
+use super::view;
+use crate::dbt::events::Level;
+use crate::engine::{EngineHandle, Event};
+use crate::report::{Ending, Observer, Outcome, summary_lines};
+
+/// At most this often a frame (about 30 per second).
+const FRAME: Duration = Duration::from_millis(33);
+/// Engine events handled before the screen gets a chance to redraw.
+const EVENT_BATCH: usize = 4096;
+
+pub struct TuiOptions {
+    pub theme: Theme,
+    /// Called on every engine event; what it writes becomes a notice (the demo's
+    /// late delivery).
+    pub observer: Option<Observer>,
+    /// Print frame-time statistics to stderr on exit.
+    pub frame_stats: bool,
+}
+
+impl Default for TuiOptions {
+    fn default() -> Self {
+        Self {
+            theme: Theme::from_env(),
+            observer: None,
+            frame_stats: std::env::var_os("DBT_HERD_FRAME_STATS").is_some(),
+        }
+    }
+}
+
+type Term = Terminal<CrosstermBackend<Stdout>>;
+
+fn enter() -> io::Result<Term> {
+    enable_raw_mode()?;
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+    Terminal::new(CrosstermBackend::new(io::stdout()))
+}
+
+/// Gives the terminal back as it was. Safe to call more than once.
+fn leave() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+}
+
+/// Restores the terminal before any panic message is printed.
+fn install_panic_restore() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        leave();
+        previous(info);
+    }));
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+struct FrameStats {
+    draws: Vec<Duration>,
+}
+
+impl FrameStats {
+    fn report(&mut self) -> String {
+        if self.draws.is_empty() {
+            return "frames: none drawn".into();
+        }
+        self.draws.sort();
+        let n = self.draws.len();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let mean = self.draws.iter().map(|d| ms(*d)).sum::<f64>() / n as f64;
+        format!(
+            "frames: {n} drawn · draw time mean {mean:.2} ms · p95 {:.2} ms · max {:.2} ms",
+            ms(self.draws[(n * 95 / 100).min(n - 1)]),
+            ms(self.draws[n - 1])
+        )
+    }
+}
+
+/// Runs the TUI until the engine has stopped, then prints the summary on the
+/// normal screen and returns how the run ended.
+pub async fn run(mut handle: EngineHandle, mut opts: TuiOptions) -> io::Result<Outcome> {
+    install_panic_restore();
+    let started = Instant::now();
+    let mut term = enter()?;
+    let size = term.size().unwrap_or_default();
+    let mut app = App::new(now_secs(), (size.width, size.height));
+    let mut stats = FrameStats { draws: Vec::new() };
+    let result = event_loop(&mut term, &mut handle, &mut app, &mut opts, &mut stats).await;
+    leave();
+    if result.is_err() {
+        // Whatever broke the loop, no dbt process outlives the run.
+        handle.send(crate::engine::Command::Shutdown { force: false });
+    }
+    let summary = handle.join.await.map_err(io::Error::other)?;
+    result?;
+    let ending = app.interrupted.map_or(Ending::Completed, Ending::Signalled);
+    let state_dir = app.info.as_ref().map(|i| i.state_dir.as_str());
+    let mut out = io::stdout();
+    for line in summary_lines(&summary, ending, state_dir, started.elapsed().as_secs_f64()) {
+        let _ = writeln!(out, "{line}");
+    }
+    if opts.frame_stats {
+        eprintln!("{}", stats.report());
+    }
+    Ok(Outcome { summary, ending })
+}
+
+/// Hands an engine event to the app, and to the observer (whose words become a notice).
+fn feed(app: &mut App, ev: Event, observer: &mut Option<Observer>) -> Vec<Effect> {
+    let mut said = Vec::new();
+    if let Some(obs) = observer.as_mut() {
+        obs(&ev, &mut said);
+    }
+    let mut fx = app.update(Msg::Engine(ev));
+    let text = String::from_utf8_lossy(&said);
+    let text = text.trim();
+    if !text.is_empty() {
+        fx.extend(app.update(Msg::Engine(Event::Notice {
+            level: Level::Info,
+            text: text.to_string(),
+        })));
+    }
+    fx
+}
+
+async fn event_loop(
+    term: &mut Term,
+    handle: &mut EngineHandle,
+    app: &mut App,
+    opts: &mut TuiOptions,
+    stats: &mut FrameStats,
+) -> io::Result<()> {
+    let mut keys = EventStream::new();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    let mut frame = tokio::time::interval(FRAME);
+    frame.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut dirty = true;
+    // The terminal is gone (hang-up, read or write error): keep stopping the run
+    // without drawing or reading keys.
+    let mut detached = false;
+
+    loop {
+        let effects = tokio::select! {
+            ev = handle.events.recv() => {
+                let Some(ev) = ev else { return Ok(()) };
+                let mut fx = feed(app, ev, &mut opts.observer);
+                // Take what else is queued before drawing, so a log flood costs
+                // one frame, not one frame per line.
+                for _ in 0..EVENT_BATCH {
+                    match handle.events.try_recv() {
+                        Ok(ev) => fx.extend(feed(app, ev, &mut opts.observer)),
+                        Err(_) => break,
+                    }
+                }
+                dirty = true;
+                fx
+            }
+            input = keys.next(), if !detached => match input {
+                Some(Ok(TermEvent::Key(key))) => {
+                    dirty = true;
+                    app.update(Msg::Key(key))
+                }
+                Some(Ok(TermEvent::Resize(w, h))) => {
+                    dirty = true;
+                    app.update(Msg::Resize(w, h))
+                }
+                Some(Ok(_)) => Vec::new(),
+                Some(Err(_)) | None => {
+                    detached = true;
+                    app.update(Msg::Signal(libc::SIGHUP))
+                }
+            },
+            _ = clock.tick() => {
+                dirty = true;
+                app.update(Msg::Tick(now_secs()))
+            }
+            _ = frame.tick(), if dirty && !detached => {
+                dirty = false;
+                let t = Instant::now();
+                if term.draw(|f| view::draw(f, app, &opts.theme)).is_err() {
+                    detached = true;
+                    app.update(Msg::Signal(libc::SIGHUP))
+                } else {
+                    stats.draws.push(t.elapsed());
+                    Vec::new()
+                }
+            }
+            _ = sigint.recv() => app.update(Msg::Signal(libc::SIGINT)),
+            _ = sigterm.recv() => app.update(Msg::Signal(libc::SIGTERM)),
+            _ = sighup.recv() => {
+                detached = true;
+                app.update(Msg::Signal(libc::SIGHUP))
+            }
+        };
+        for fx in effects {
+            match fx {
+                Effect::Send(cmd) => handle.send(cmd),
+                Effect::Suspend => {
+                    suspend(term)?;
+                    dirty = true;
+                }
+                Effect::Exit => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Ctrl-Z: give the terminal back, stop this process (dbt keeps running in its own
+/// process groups), and take the screen again on `fg`.
+fn suspend(term: &mut Term) -> io::Result<()> {
+    leave();
+    // SAFETY: raising a signal on ourselves; SIGTSTP's default action stops the
+    // process and returns here once it is continued.
+    unsafe {
+        libc::raise(libc::SIGTSTP);
+    }
+    enable_raw_mode()?;
+    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+    term.clear()
+}

@@ -1,0 +1,131 @@
+//! The top three lines: progress and ETA, the connection budget, the machine.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{LineGauge, Paragraph};
+
+use super::text::bytes;
+use crate::progress::{Totals, eta_secs, fmt_duration};
+use crate::text::sanitize::sanitize_plain;
+use crate::tui::app::App;
+use crate::tui::theme::Theme;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let rows = Layout::vertical([Constraint::Length(1); 3]).split(area);
+    let t = Totals::of(&app.batches);
+    let command = app.info.as_ref().map_or("build", |i| i.command.as_str());
+
+    let mut counts = vec![
+        Span::styled(" dbt-herd ", theme.title()),
+        Span::raw(format!("{command} · ")),
+        Span::styled(format!("{}/{} done", t.done(), t.total), theme.bold()),
+        Span::raw(" · "),
+        Span::styled(format!("{} ok", t.succeeded), theme.good()),
+    ];
+    if t.failed > 0 {
+        counts.push(Span::raw(" · "));
+        counts.push(Span::styled(format!("{} FAILED", t.failed), theme.error()));
+    }
+    if t.cancelled > 0 {
+        counts.push(Span::raw(" · "));
+        counts.push(Span::styled(
+            format!("{} cancelled", t.cancelled),
+            theme.warn(),
+        ));
+    }
+    counts.push(Span::raw(format!(
+        " · {} running · {} pending",
+        t.running, t.pending
+    )));
+    let eta = if t.running + t.pending == 0 {
+        "done".to_string()
+    } else {
+        eta_secs(&app.batches, app.active_workers(), app.now)
+            .map_or_else(|| "?".to_string(), fmt_duration)
+    };
+    // The clock gives way to the counts on a narrow terminal: first the elapsed
+    // time, then the ETA.
+    let counts_w: usize = counts.iter().map(|s| s.width()).sum();
+    let full = format!(
+        "elapsed {} · eta {eta} ",
+        fmt_duration(app.now - app.started_at)
+    );
+    let short = format!("eta {eta} ");
+    let room = usize::from(area.width).saturating_sub(counts_w + 1);
+    let clock = [full, short]
+        .into_iter()
+        .find(|c| c.chars().count() <= room)
+        .unwrap_or_default();
+    let [left, right] = Layout::horizontal([
+        Constraint::Min(0),
+        Constraint::Length(clock.chars().count() as u16),
+    ])
+    .areas(rows[0]);
+    frame.render_widget(Paragraph::new(Line::from(counts)), left);
+    frame.render_widget(Paragraph::new(clock).right_aligned(), right);
+
+    let [progress, budget] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .spacing(2)
+            .areas(rows[1]);
+    let ratio = if t.total == 0 {
+        0.0
+    } else {
+        t.done() as f64 / t.total as f64
+    };
+    frame.render_widget(
+        LineGauge::default()
+            .ratio(ratio)
+            .label(format!(" progress {:>3.0}%", ratio * 100.0))
+            .filled_style(theme.gauge(0.0)),
+        progress,
+    );
+    let reserved = app.reserved();
+    let budget_ratio = if app.budget == 0 {
+        0.0
+    } else {
+        (f64::from(reserved) / f64::from(app.budget)).min(1.0)
+    };
+    frame.render_widget(
+        LineGauge::default()
+            .ratio(budget_ratio)
+            .label(format!(
+                "connections {reserved}/{} ({} active)",
+                app.budget,
+                app.active_connections()
+            ))
+            .filled_style(theme.gauge(budget_ratio)),
+        budget,
+    );
+
+    let threads = app.info.as_ref().map_or(0, |i| i.threads);
+    let paused = app.workers.iter().filter(|w| w.paused).count();
+    let mut machine = vec![Span::raw(format!(
+        " workers {} × {threads} threads",
+        app.active_workers()
+    ))];
+    if paused > 0 {
+        machine.push(Span::styled(format!(" ({paused} PAUSED)"), theme.warn()));
+    }
+    machine.push(Span::raw(" · queue "));
+    machine.push(if app.queue_paused {
+        Span::styled("PAUSED", theme.warn())
+    } else {
+        Span::raw("dispatching")
+    });
+    let r = &app.resources;
+    machine.push(Span::raw(format!(
+        " · cpu {:.0}% · mem {} / {}",
+        r.cpu_percent,
+        bytes(r.mem_used_bytes),
+        bytes(r.mem_total_bytes)
+    )));
+    if let Some(info) = &app.info {
+        machine.push(Span::styled(
+            format!(" · {}", sanitize_plain(&info.state_dir, 200)),
+            theme.dim(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(Line::from(machine)), rows[2]);
+}

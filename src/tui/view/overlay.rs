@@ -1,0 +1,121 @@
+//! Help, the quit confirmation and the one-line editors, drawn over the screen.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+use crate::text::sanitize::sanitize_plain;
+use crate::tui::app::{App, Input, Purpose};
+use crate::tui::keymap::HELP;
+use crate::tui::theme::Theme;
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [v] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [h] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(v);
+    h
+}
+
+pub fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
+    let rows_needed: usize = HELP.iter().map(|(_, rows)| rows.len() + 2).sum::<usize>() + 1;
+    // Blank lines between groups only when there is room for them.
+    let spaced = usize::from(area.height) >= rows_needed;
+    let mut lines = Vec::new();
+    for (group, rows) in HELP {
+        if spaced && !lines.is_empty() {
+            lines.push(Line::raw(""));
+        }
+        lines.push(Line::styled(*group, theme.title()));
+        for (keys, what) in *rows {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  {keys:<18}"), theme.bold()),
+                Span::raw(*what),
+            ]));
+        }
+    }
+    let height = lines.len() as u16 + 2;
+    let rect = centered(area, 78, height);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::bordered()
+                .border_style(theme.focus())
+                .title(Line::styled(" help · Esc or ? closes ", theme.title())),
+        ),
+        rect,
+    );
+}
+
+pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let text = format!(
+        "{} batches are running. Stop them and quit? (y / n)",
+        app.running()
+    );
+    let rect = centered(area, text.chars().count() as u16 + 4, 3);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(Line::styled(text, theme.bold()))
+            .block(Block::bordered().border_style(theme.warn()).title(" quit ")),
+        rect,
+    );
+}
+
+pub fn input(frame: &mut Frame, area: Rect, app: &App, input: &Input, theme: &Theme) {
+    let title = match &input.purpose {
+        Purpose::Budget => " connection budget · Enter applies · Esc cancels ".to_string(),
+        Purpose::Search => " search the log · Enter finds · Esc cancels ".to_string(),
+        Purpose::EditBatch(b) => format!(
+            " edit {} · Tab next field · Enter applies · Esc cancels ",
+            app.batches
+                .get(*b)
+                .map(|v| sanitize_plain(&v.label, 40))
+                .unwrap_or_default()
+        ),
+    };
+    let width = area.width.saturating_sub(4).clamp(20, 100);
+    let rect = centered(area, width, input.fields.len() as u16 + 2);
+    frame.render_widget(Clear, rect);
+    let block = Block::bordered()
+        .border_style(theme.focus())
+        .title(Line::styled(title, theme.title()));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let label_w = input
+        .fields
+        .iter()
+        .map(|f| f.label.len())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    for (i, f) in input.fields.iter().enumerate() {
+        let y = inner.y + i as u16;
+        if y >= inner.bottom() {
+            break;
+        }
+        let room = usize::from(inner.width).saturating_sub(label_w + 1).max(1);
+        // Scroll long values so the cursor stays in view.
+        let skip = f.cursor.saturating_sub(room - 1);
+        let shown: String = f.value.chars().skip(skip).take(room).collect();
+        let label_style = if i == input.active {
+            theme.focus()
+        } else {
+            theme.dim()
+        };
+        let line = Line::from(vec![
+            Span::styled(
+                format!("{:<label_w$}", format!("{}:", f.label)),
+                label_style,
+            ),
+            Span::raw(sanitize_plain(&shown, room)),
+        ]);
+        frame.render_widget(Paragraph::new(line), Rect::new(inner.x, y, inner.width, 1));
+        if i == input.active {
+            let x = inner.x + (label_w + f.cursor - skip) as u16;
+            frame.set_cursor_position(Position::new(x.min(inner.right().saturating_sub(1)), y));
+        }
+    }
+}

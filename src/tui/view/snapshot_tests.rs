@@ -1,0 +1,302 @@
+//! Whole-screen snapshots through ratatui's TestBackend. Time only moves through
+//! `Msg::Tick`, and every path is fixed, so the screens are deterministic.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::draw;
+use crate::dbt::events::{Level, StatusClass};
+use crate::dbt::run_results::NodeCounts;
+use crate::engine::{
+    BatchResources, BatchStatus, BatchView, Event, FailingNode, LogLine, Resources, RunInfo,
+    WorkerView,
+};
+use crate::tui::app::{App, Msg};
+use crate::tui::theme::Theme;
+
+const NOW: f64 = 1_700_000_100.0;
+
+fn view(index: usize, status: BatchStatus) -> BatchView {
+    let day = 1 + index;
+    BatchView {
+        index,
+        id: format!("2024-01-{day:02}"),
+        label: format!("2024-01-{day:02}"),
+        status,
+        attempts: u32::from(status != BatchStatus::Pending),
+        duration_s: 5.5 + index as f64,
+        nodes_total: Some(46),
+        ..Default::default()
+    }
+}
+
+fn running(index: usize, worker: usize, done: u32) -> BatchView {
+    BatchView {
+        worker: Some(worker),
+        pid: Some(4000 + worker as u32),
+        running_since: Some(NOW - 3.0 * worker as f64),
+        nodes_done: done,
+        executing: 1,
+        ..view(index, BatchStatus::Running)
+    }
+}
+
+fn line(level: Level, class: Option<StatusClass>, text: &str) -> LogLine {
+    LogLine {
+        level,
+        class,
+        text: text.into(),
+        plain: false,
+    }
+}
+
+/// Eight windows on four workers: two done, one failed, four running (one of
+/// them paused), one pending.
+fn mid_run(size: (u16, u16)) -> App {
+    let mut app = App::new(NOW - 42.0, size);
+    let ok = |i| BatchView {
+        counts: NodeCounts {
+            success: 14,
+            pass: 32,
+            ..Default::default()
+        },
+        nodes_done: 46,
+        ..view(i, BatchStatus::Succeeded)
+    };
+    let failed = BatchView {
+        counts: NodeCounts {
+            success: 5,
+            pass: 32,
+            error: 1,
+            skipped: 8,
+            ..Default::default()
+        },
+        nodes_done: 46,
+        error: Some("model.herd_demo.stg_shipments: Compilation Error in model stg_shipments (models/staging/stg_shipments.sql)\n  shipments for 2024-01-03 have not landed".into()),
+        failing: vec![FailingNode {
+            unique_id: "model.herd_demo.stg_shipments".into(),
+            status: "error".into(),
+            message: Some("Compilation Error in model stg_shipments\n  shipments for 2024-01-03 have not landed in /data/landing (late upstream delivery)".into()),
+            compiled_path: Some("/state/batches/2024-01-03/target/compiled/herd_demo/models/staging/stg_shipments.sql".into()),
+        }],
+        ..view(2, BatchStatus::Failed)
+    };
+    let mut paused = running(6, 4, 3);
+    paused.suspended = true;
+    let batches = vec![
+        ok(0),
+        ok(1),
+        failed,
+        running(3, 1, 30),
+        running(4, 2, 12),
+        running(5, 3, 0),
+        paused,
+        view(7, BatchStatus::Pending),
+    ];
+    let workers = (1..=4)
+        .map(|n| WorkerView {
+            number: n,
+            paused: n == 4,
+            retiring: false,
+            batch: Some(2 + n),
+        })
+        .collect();
+    app.update(Msg::Engine(Event::Started {
+        info: RunInfo {
+            workers: 4,
+            threads: 1,
+            budget: 4,
+            retries: 0,
+            state_dir: "/state".into(),
+            command: "build".into(),
+        },
+        batches,
+        workers,
+    }));
+    app.update(Msg::Engine(Event::QueueChanged(vec![7])));
+    for (batch, worker) in [(3, 1), (4, 2), (5, 3), (6, 4)] {
+        let lines = [
+            line(Level::Info, None, "Running with dbt=1.11.16"),
+            line(
+                Level::Info,
+                None,
+                "Found 14 models, 32 data tests, 5 sources, 515 macros",
+            ),
+            line(Level::Info, None, "START model stg_orders (1/46)"),
+            line(
+                Level::Info,
+                Some(StatusClass::Good),
+                "OK model stg_orders in 0.12s (1/46)",
+            ),
+            line(
+                Level::Info,
+                None,
+                "START test \x1b[1munique_stg_orders_order_id\x1b[0m (2/46)",
+            ),
+            line(
+                Level::Warn,
+                Some(StatusClass::Warn),
+                "WARN test accepted_values_stg_orders_status in 0.05s (3/46)",
+            ),
+        ];
+        for l in lines {
+            app.update(Msg::Engine(Event::Log {
+                batch,
+                worker,
+                line: l,
+            }));
+        }
+    }
+    for l in [
+        line(Level::Info, None, "START model stg_shipments (13/46)"),
+        line(
+            Level::Error,
+            Some(StatusClass::Bad),
+            "ERROR model stg_shipments (13/46)",
+        ),
+        line(
+            Level::Error,
+            None,
+            "Compilation Error in model stg_shipments (models/staging/stg_shipments.sql)\n  shipments for 2024-01-03 have not landed",
+        ),
+        line(
+            Level::Info,
+            Some(StatusClass::Skipped),
+            "SKIP model fct_shipments_daily (14/46)",
+        ),
+    ] {
+        app.update(Msg::Engine(Event::Log {
+            batch: 2,
+            worker: 3,
+            line: l,
+        }));
+    }
+    app.update(Msg::Engine(Event::Resources(Resources {
+        cpu_percent: 87.0,
+        mem_used_bytes: 3 << 30,
+        mem_total_bytes: 16 << 30,
+        batches: (3..7)
+            .map(|b| BatchResources {
+                batch: b,
+                cpu_percent: 48.0,
+                rss_bytes: 130 << 20,
+            })
+            .collect(),
+    })));
+    app.update(Msg::Tick(NOW));
+    app
+}
+
+fn screen(app: &App) -> TestBackend {
+    let mut term = Terminal::new(TestBackend::new(app.size.0, app.size.1)).unwrap();
+    term.draw(|f| draw(f, app, &Theme { color: true })).unwrap();
+    term.backend().clone()
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.update(Msg::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+}
+
+const SIZES: [(u16, u16); 2] = [(80, 24), (160, 48)];
+
+#[test]
+fn grid_mid_run() {
+    for size in SIZES {
+        let app = mid_run(size);
+        insta::assert_snapshot!(format!("grid_{}x{}", size.0, size.1), screen(&app));
+    }
+}
+
+#[test]
+fn zoomed_pane() {
+    for size in SIZES {
+        let mut app = mid_run(size);
+        press(&mut app, KeyCode::Enter);
+        insta::assert_snapshot!(format!("zoom_{}x{}", size.0, size.1), screen(&app));
+    }
+}
+
+#[test]
+fn batch_table_with_a_failure() {
+    for size in SIZES {
+        let mut app = mid_run(size);
+        press(&mut app, KeyCode::Tab);
+        app.selected = 2;
+        insta::assert_snapshot!(format!("table_failure_{}x{}", size.0, size.1), screen(&app));
+    }
+}
+
+#[test]
+fn help_overlay() {
+    for size in SIZES {
+        let mut app = mid_run(size);
+        press(&mut app, KeyCode::Char('?'));
+        insta::assert_snapshot!(format!("help_{}x{}", size.0, size.1), screen(&app));
+    }
+}
+
+#[test]
+fn failed_batch_shows_its_failing_node_message_and_compiled_sql() {
+    let mut app = mid_run((160, 48));
+    press(&mut app, KeyCode::Tab);
+    app.selected = 2;
+    let text = format!("{}", screen(&app));
+    assert!(text.contains("model.herd_demo.stg_shipments"), "{text}");
+    assert!(text.contains("(late upstream"), "{text}");
+    assert!(
+        text.contains("compiled SQL: /state/batches/2024-01-03/target/compiled"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sixteen_workers_at_80x24_each_show_label_and_status() {
+    let mut app = App::new(NOW, (80, 24));
+    let batches: Vec<_> = (0..16).map(|i| running(i, i + 1, 0)).collect();
+    let workers = (1..=16)
+        .map(|n| WorkerView {
+            number: n,
+            paused: false,
+            retiring: false,
+            batch: Some(n - 1),
+        })
+        .collect();
+    app.update(Msg::Engine(Event::Started {
+        info: RunInfo {
+            workers: 16,
+            threads: 1,
+            budget: 16,
+            retries: 0,
+            state_dir: "/state".into(),
+            command: "build".into(),
+        },
+        batches,
+        workers,
+    }));
+    let text = format!("{}", screen(&app));
+    for i in 0..16 {
+        let needle = format!("w{:<2} 2024-01-{:02} RUNNING", i + 1, i + 1);
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    insta::assert_snapshot!("grid_16_workers_80x24", text);
+}
+
+#[test]
+fn no_color_keeps_the_words() {
+    let app = mid_run((160, 48));
+    let mut term = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    term.draw(|f| draw(f, &app, &Theme { color: false }))
+        .unwrap();
+    let buf = term.backend().buffer();
+    assert!(
+        buf.content()
+            .iter()
+            .all(|c| c.fg == ratatui::style::Color::Reset && c.bg == ratatui::style::Color::Reset),
+        "a colour was drawn with colour off"
+    );
+    let text = format!("{}", term.backend());
+    for word in ["FAILED", "PAUSED", "RUNNING", "WARN test"] {
+        assert!(text.contains(word), "{word} missing");
+    }
+}

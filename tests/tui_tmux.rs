@@ -1,0 +1,232 @@
+//! The TUI end to end: the real binary in a real terminal (tmux) against real
+//! dbt-core 1.11 + dbt-duckdb on the demo project, driven by its documented keys.
+
+mod common;
+
+use std::time::Duration;
+
+use common::demo::*;
+use common::tmux::{Tmux, shell_line};
+use common::*;
+use dbt_herd::demo::LATE_DAY;
+
+const LONG: Duration = Duration::from_secs(120);
+
+/// The TUI on the demo project, inside tmux, with extra `run` options.
+fn tui(
+    name: &str,
+    dirs: &dbt_herd::demo::DemoDirs,
+    dbt: &std::path::Path,
+    tag: &str,
+    extra: &[&str],
+    tmux_conf: &str,
+) -> Tmux {
+    let state = dirs.root.join("state");
+    let mut words: Vec<std::ffi::OsString> = vec![bin().into(), "run".into()];
+    words.extend(demo_args(dirs, dbt, &state, tag));
+    words.extend(extra.iter().map(Into::into));
+    Tmux::start(name, &shell_line(words), 120, 36, tmux_conf)
+}
+
+fn header(screen: &str) -> &str {
+    screen.lines().next().unwrap_or("")
+}
+
+#[test]
+fn a_failed_window_succeeds_after_its_cause_is_fixed_and_r_is_pressed() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("tui-retry");
+    let _reaper = Reaper(t.clone());
+    let window = format!("{LATE_DAY}..2024-01-14");
+    let tmux = tui(
+        "retry",
+        &dirs,
+        &dbt,
+        &t,
+        &["--backfill", &window, "-w", "1"],
+        "",
+    );
+
+    let failed = tmux.wait("the late window to fail", LONG, |s| {
+        header(s).contains("1 FAILED") && s.contains("IDLE")
+    });
+    assert!(header(&failed).contains("0 ok"), "{failed}");
+    // The pane says why: the failing model and its message.
+    assert!(failed.contains("stg_shipments"), "{failed}");
+
+    assert!(
+        dirs.deliver_late(LATE_DAY).unwrap(),
+        "the late file was there"
+    );
+    tmux.keys(&["R"]);
+    let done = tmux.wait("the retry to succeed", LONG, |s| {
+        header(s).contains("1 ok") && s.contains("DONE")
+    });
+    assert!(!header(&done).contains("FAILED"), "{done}");
+    // The retry was `dbt retry`: only the failed and skipped nodes ran again.
+    tmux.keys(&["Enter"]);
+    tmux.wait("the zoomed log to mark the second attempt", LONG, |s| {
+        s.contains("attempt 2 (dbt retry)")
+    });
+
+    // Nothing runs: q quits without asking, and the exit status is 0.
+    tmux.keys(&["Escape", "q"]);
+    let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+    assert!(
+        end.contains("summary: all batches succeeded"),
+        "the summary is printed on the normal screen:\n{end}"
+    );
+}
+
+/// Whether every tagged dbt process is in state `T` (stopped) or none is.
+fn stopped_states(tag: &str) -> Vec<String> {
+    tagged_processes(tag).into_iter().map(|p| p.state).collect()
+}
+
+#[test]
+fn p_suspends_a_worker_and_q_then_y_leaves_no_dbt_process() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("tui-pause");
+    let _reaper = Reaper(t.clone());
+    let tmux = tui(
+        "pause",
+        &dirs,
+        &dbt,
+        &t,
+        &["--backfill", "2024-01-02..2024-01-06", "-w", "1"],
+        "",
+    );
+    tmux.wait("a batch to run", LONG, |s| s.contains("RUNNING"));
+    assert!(wait_for(Duration::from_secs(30), || !tagged_processes(&t).is_empty()));
+
+    // Worker 1 is focused: p suspends its dbt process group.
+    tmux.keys(&["p"]);
+    let paused = tmux.wait("the pane to say PAUSED", LONG, |s| s.contains("PAUSED"));
+    assert!(header(&paused).contains("1 running"), "{paused}");
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            let states = stopped_states(&t);
+            !states.is_empty() && states.iter().all(|s| s == "T")
+        }),
+        "dbt should be stopped (T): {:?}",
+        tagged_processes(&t)
+    );
+
+    // p again resumes it.
+    tmux.keys(&["p"]);
+    tmux.wait("the pane to run again", LONG, |s| {
+        !s.contains("PAUSED") && s.contains("RUNNING")
+    });
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            stopped_states(&t).iter().all(|s| s != "T")
+        }),
+        "dbt should run again: {:?}",
+        tagged_processes(&t)
+    );
+
+    // Pause once more, then quit mid-run: the stop ladder must reach a stopped group.
+    tmux.keys(&["p"]);
+    tmux.wait("PAUSED again", LONG, |s| s.contains("PAUSED"));
+    tmux.keys(&["q"]);
+    tmux.wait("the quit question", LONG, |s| {
+        s.contains("Stop them and quit?")
+    });
+    tmux.keys(&["y"]);
+    let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
+    assert!(
+        end.contains("EXIT=1"),
+        "quitting before the end is not success:\n{end}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || tagged_processes(&t).is_empty()),
+        "dbt processes left behind: {:?}",
+        tagged_processes(&t)
+    );
+}
+
+const OSC_TITLE: &str = "\x1b]0;pwned\x07";
+const OSC_CLIPBOARD: &str = "\x1b]52;c;cHduZWQ=\x07";
+
+#[test]
+fn osc_title_and_clipboard_sequences_in_dbt_output_are_shown_inert() {
+    let conf = "set -g set-clipboard on\nset -g allow-rename on";
+    // Control: in this tmux, the raw sequences do set the title and a buffer, so
+    // the checks below can fail.
+    let control = Tmux::start(
+        "osc-control",
+        &format!(
+            "printf '{}{}'",
+            OSC_TITLE.replace('\x1b', r"\033").replace('\x07', r"\007"),
+            OSC_CLIPBOARD
+                .replace('\x1b', r"\033")
+                .replace('\x07', r"\007")
+        ),
+        80,
+        10,
+        conf,
+    );
+    control.wait("the control to print", Duration::from_secs(10), |s| {
+        s.contains("EXIT=")
+    });
+    assert_eq!(
+        control.pane_title("main"),
+        "pwned",
+        "control: OSC 0 sets the title"
+    );
+    assert!(
+        control.buffers().contains("pwned"),
+        "control: OSC 52 fills a buffer: {:?}",
+        control.buffers()
+    );
+    drop(control);
+
+    let (_tmp, dirs, dbt) = demo();
+    // A model that logs the sequences through dbt's own log() (a JinjaLogInfo event).
+    std::fs::write(
+        dirs.project.join("models").join("loud.sql"),
+        "{{ log(var('loud', 'quiet') ~ ' loud-marker', info=True) }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let vars = format!(
+        "{{loud: \"{}\"}}",
+        format!("{OSC_TITLE}{OSC_CLIPBOARD}")
+            .replace('\x1b', r"\e")
+            .replace('\x07', r"\a")
+    );
+    let t = tag("tui-osc");
+    let _reaper = Reaper(t.clone());
+    let tmux = tui(
+        "osc",
+        &dirs,
+        &dbt,
+        &t,
+        &["--select", "loud", "--vars", &vars, "-w", "1"],
+        conf,
+    );
+    let shown = tmux.wait("the log line to show", LONG, |s| s.contains("loud-marker"));
+    tmux.wait("the batch to finish", LONG, |s| s.contains("DONE"));
+    assert_ne!(
+        tmux.pane_title("main"),
+        "pwned",
+        "OSC 0 reached the terminal"
+    );
+    assert!(
+        !tmux.buffers().contains("pwned"),
+        "OSC 52 reached the clipboard: {}",
+        tmux.buffers()
+    );
+    // What is left of the line is visible text, and no escape made it to the screen.
+    assert!(!shown.contains('\x1b'));
+    // dbt really emitted the sequences: they are in the batch's raw output.
+    let raw =
+        std::fs::read_to_string(dirs.root.join("state/batches/loud/attempt-1.stdout.log")).unwrap();
+    assert!(
+        raw.contains(r"\u001b]52;c;cHduZWQ=") && raw.contains(r"\u001b]0;pwned"),
+        "the model's log() line should carry the raw sequences"
+    );
+    tmux.keys(&["q"]);
+    let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+}
