@@ -210,9 +210,17 @@ pub fn build(spec: &PlanSpec) -> Vec<Batch> {
 
 /// What a person reads for a batch: the window and/or the selector.
 pub fn label_for(window: Option<&Window>, select: Option<&str>) -> String {
+    // A one-day window reads best as its day.
+    let day_or_range = |w: &Window| {
+        if w.start.succ_opt() == Some(w.end) {
+            w.start.to_string()
+        } else {
+            w.to_string()
+        }
+    };
     match (window, select) {
-        (Some(w), Some(s)) => format!("{w} {s}"),
-        (Some(w), None) => w.to_string(),
+        (Some(w), Some(s)) => format!("{} {s}", day_or_range(w)),
+        (Some(w), None) => day_or_range(w),
         (None, Some(s)) => s.to_string(),
         (None, None) => "all".to_string(),
     }
@@ -377,7 +385,19 @@ mod tests {
             ]
         );
         assert_eq!(b[1].select.as_deref(), Some("tag:ops"));
-        assert_eq!(b[1].label, "2024-03-04..2024-03-05 tag:ops");
+        assert_eq!(
+            b[1].label, "2024-03-04 tag:ops",
+            "a one-day window reads as its day"
+        );
+    }
+
+    #[test]
+    fn longer_windows_are_labelled_as_ranges() {
+        let mut s = spec();
+        s.backfill = Some(parse_backfill("2024-03-04..2024-03-18").unwrap());
+        s.step = Step::Weeks(1);
+        let b = build(&s);
+        assert_eq!(b[0].label, "2024-03-04..2024-03-11");
     }
 
     #[test]

@@ -1060,8 +1060,16 @@ impl EngineCore {
         };
         st.executing.clear();
         let mut status = status;
-        st.error = match status {
-            BatchStatus::Succeeded => None,
+        let stopped = st.attempts.get(idx).and_then(|a| a.stopped);
+        st.error = match (status, stopped) {
+            (BatchStatus::Succeeded, _) => None,
+            // What an interrupted dbt prints (a traceback, "cancelled") is noise: say who stopped it.
+            (BatchStatus::Cancelled, Some(StopReason::Cancel)) => {
+                Some("cancelled by the user".into())
+            }
+            (BatchStatus::Cancelled, Some(StopReason::Shutdown)) => {
+                Some("stopped when the run was stopped".into())
+            }
             _ => st
                 .results
                 .first_error()

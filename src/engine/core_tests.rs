@@ -276,6 +276,11 @@ fn cancel_running_and_pending() {
         BatchStatus::Cancelled,
         "no auto retry after a cancel"
     );
+    assert_eq!(
+        c.batches[0].error.as_deref(),
+        Some("cancelled by the user"),
+        "an interrupted dbt's traceback is not the reason"
+    );
     // Batch 1 starts; batch 2 stays cancelled.
     assert_eq!(launches(&fx)[0].0.batch, 1);
     // A cancelled batch can be retried by hand, and runs in full.
@@ -311,6 +316,10 @@ fn shutdown_stops_everything_and_starts_nothing() {
     assert_eq!(c.budget_in_use(), 0);
     assert!(c.is_idle());
     assert_eq!(c.batches[0].status, BatchStatus::Cancelled);
+    assert_eq!(
+        c.batches[0].error.as_deref(),
+        Some("stopped when the run was stopped")
+    );
     assert_eq!(c.batches[4].status, BatchStatus::Pending);
 }
 

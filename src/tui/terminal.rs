@@ -201,6 +201,8 @@ async fn event_loop(
             }
             _ = frame.tick(), if dirty && !detached => {
                 dirty = false;
+                // Durations on screen are as of this frame.
+                app.update(Msg::Tick(now_secs()));
                 let t = Instant::now();
                 if term.draw(|f| view::draw(f, app, &opts.theme)).is_err() {
                     detached = true;

@@ -13,6 +13,7 @@ produce when asked. The batch's `--select` names the behaviour:
   orphan     leaves a grandchild that ignores SIGTERM, then exits 0
   garbage    invalid UTF-8, escape sequences and a 2 MB line without newline, exit 0
   stale      writes run_results.json with another invocation_id, exit 0
+  flood      FAKE_LINES (default 20000) log events as fast as it can, then succeeds
 """
 import json, os, signal, sys, time, uuid
 
@@ -112,6 +113,10 @@ elif select == "hang":
     run_nodes([(1, "success")])
     while True:
         time.sleep(1)
+elif select == "flood":
+    for i in range(int(os.environ.get("FAKE_LINES", "20000"))):
+        event("JinjaLogInfo", msg=f"flood line {i} " + "x" * 80)
+    run_nodes([(1, "success")]); write_results([(1, "success")]); sys.exit(0)
 elif select == "sleepy":
     def on_int(*_):
         event("LogCancelLine", msg="CANCEL query")
