@@ -230,3 +230,44 @@ fn osc_title_and_clipboard_sequences_in_dbt_output_are_shown_inert() {
     let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
     assert!(end.contains("EXIT=0"), "{end}");
 }
+
+#[test]
+fn losing_the_terminal_stops_every_dbt_process() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("tui-hangup");
+    let _reaper = Reaper(t.clone());
+    let tmux = tui(
+        "hangup",
+        &dirs,
+        &dbt,
+        &t,
+        &["--backfill", "2024-01-02..2024-01-04", "-w", "2"],
+        "",
+    );
+    tmux.wait("batches to run", LONG, |s| header(s).contains("2 running"));
+    assert!(wait_for(Duration::from_secs(30), || !tagged_processes(&t).is_empty()));
+    // As when an SSH session drops: the terminal and its server go away.
+    drop(tmux);
+    assert!(
+        wait_for(Duration::from_secs(30), || tagged_processes(&t).is_empty()),
+        "dbt processes outlived the terminal: {:?}",
+        tagged_processes(&t)
+    );
+    // dbt-herd itself ended the run: the summary is final and says the running
+    // batches were stopped, so `--resume` will run them again.
+    let state = dirs.root.join("state");
+    assert!(
+        wait_for(Duration::from_secs(30), || summary(&state)["finished_at"]
+            .is_string()),
+        "the run was not ended cleanly: {}",
+        summary(&state)
+    );
+    let s = summary(&state);
+    let statuses: Vec<&str> = s["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["cancelled", "cancelled"], "{s}");
+}

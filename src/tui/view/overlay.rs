@@ -51,10 +51,11 @@ pub fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
 }
 
 pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
-    let text = format!(
-        "{} batches are running. Stop them and quit? (y / n)",
-        app.running()
-    );
+    // The question can outlive the batches it was about.
+    let text = match app.running() {
+        0 => "Nothing runs any more. Quit? (y / n)".to_string(),
+        n => format!("{n} batches are running. Stop them and quit? (y / n)"),
+    };
     let rect = centered(area, text.chars().count() as u16 + 4, 3);
     frame.render_widget(Clear, rect);
     frame.render_widget(

@@ -77,7 +77,9 @@ fn row<'a>(app: &App, v: &'a BatchView, theme: &Theme) -> Row<'a> {
     let nodes = if v.attempts == 0 {
         String::new()
     } else if v.status == BatchStatus::Running {
-        format!("{}/{}", v.nodes_done, v.nodes_total.unwrap_or(0))
+        // Until dbt has counted its nodes there is nothing to show.
+        v.nodes_total
+            .map_or_else(|| "…".to_string(), |t| format!("{}/{t}", v.nodes_done))
     } else {
         format!("{}/{}/{}", c.success + c.pass, c.error + c.fail, c.skipped)
     };
