@@ -69,8 +69,11 @@ fn a_failed_window_succeeds_after_its_cause_is_fixed_and_r_is_pressed() {
         s.contains("attempt 2 (dbt retry)")
     });
 
+    // Back to the grid (Escape alone: followed at once by a key it reads as Alt).
+    tmux.keys(&["Escape"]);
+    tmux.wait("the zoom to close", LONG, |s| !s.contains("Esc back ·"));
     // Nothing runs: q quits without asking, and the exit status is 0.
-    tmux.keys(&["Escape", "q"]);
+    tmux.keys(&["q"]);
     let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
     assert!(end.contains("EXIT=0"), "{end}");
     assert!(
@@ -205,7 +208,7 @@ fn osc_title_and_clipboard_sequences_in_dbt_output_are_shown_inert() {
         &["--select", "loud", "--vars", &vars, "-w", "1"],
         conf,
     );
-    let shown = tmux.wait("the log line to show", LONG, |s| s.contains("loud-marker"));
+    tmux.wait("the log line to show", LONG, |s| s.contains("loud-marker"));
     tmux.wait("the batch to finish", LONG, |s| s.contains("DONE"));
     assert_ne!(
         tmux.pane_title("main"),
@@ -217,8 +220,6 @@ fn osc_title_and_clipboard_sequences_in_dbt_output_are_shown_inert() {
         "OSC 52 reached the clipboard: {}",
         tmux.buffers()
     );
-    // What is left of the line is visible text, and no escape made it to the screen.
-    assert!(!shown.contains('\x1b'));
     // dbt really emitted the sequences: they are in the batch's raw output.
     let raw =
         std::fs::read_to_string(dirs.root.join("state/batches/loud/attempt-1.stdout.log")).unwrap();

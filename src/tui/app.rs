@@ -272,9 +272,15 @@ impl App {
             .unwrap_or_default()
     }
 
-    /// Lines a page scroll moves in the zoomed log.
+    /// Lines a page scroll moves in the zoomed log: about what the view shows.
     fn page(&self) -> usize {
         usize::from(self.size.1.saturating_sub(6)).max(1)
+    }
+
+    /// The furthest the zoomed log can scroll back while the view stays full.
+    fn max_offset(&self, batch: usize) -> usize {
+        let len = self.logs.get(batch).map_or(0, LogBuffer::len);
+        len.saturating_sub(self.page())
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
@@ -296,8 +302,14 @@ impl App {
     }
 
     /// Stop everything: first with the stop ladder, a second time with SIGKILL.
+    /// A hang-up never escalates: dbt must get its SIGINT to cancel warehouse
+    /// queries, and a lost terminal is often reported more than once.
     fn interrupt(&mut self, sig: i32) -> Vec<Effect> {
-        let force = self.stopping && self.interrupted.is_some();
+        if sig == libc::SIGHUP && self.stopping {
+            self.interrupted.get_or_insert(sig);
+            return Vec::new();
+        }
+        let force = self.stopping;
         self.interrupted.get_or_insert(sig);
         self.stopping = true;
         self.overlay = Overlay::None;
@@ -355,9 +367,11 @@ impl App {
                         added += 1;
                     }
                 }
+                let max = self.max_offset(batch);
                 if let Some(z) = self.zoom.as_mut().filter(|z| z.batch == batch && !z.follow) {
-                    // Keep the view still while reading back.
-                    z.offset += added;
+                    // Keep the view still while reading back (until the lines
+                    // being read fall out of the scrollback).
+                    z.offset = (z.offset + added).min(max);
                 }
             }
             Event::WorkersChanged(w) => {
@@ -456,9 +470,8 @@ impl App {
     /// Keys with a meaning of their own in the zoomed log. `None`: not handled here.
     fn on_zoom_key(&mut self, action: Action) -> Option<Vec<Effect>> {
         let page = self.page();
+        let max_offset = self.max_offset(self.zoom.as_ref()?.batch);
         let z = self.zoom.as_mut()?;
-        let len = self.logs.get(z.batch).map_or(0, LogBuffer::len);
-        let max_offset = len.saturating_sub(1);
         match action {
             Action::Back => self.zoom = None,
             Action::Up => {
@@ -525,7 +538,9 @@ impl App {
                 z.follow = false;
                 // Put the match in the middle of the view.
                 let from_end = (buf.end_seq() - 1 - seq) as usize;
-                z.offset = from_end.saturating_sub(page / 2);
+                z.offset = from_end
+                    .saturating_sub(page / 2)
+                    .min(buf.len().saturating_sub(page));
             }
             None => {
                 let q = query.clone();

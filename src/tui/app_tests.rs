@@ -442,3 +442,48 @@ fn split_parts_arrive_as_new_batches() {
     log(&mut app, 3, "hello");
     assert_eq!(app.logs[3].len(), 1);
 }
+
+#[test]
+fn a_terminal_lost_twice_still_stops_gently() {
+    let mut app = app();
+    app.update(Msg::Signal(libc::SIGHUP));
+    assert!(
+        sent(&app.update(Msg::Signal(libc::SIGHUP))).is_empty(),
+        "a second hang-up must not skip dbt's SIGINT"
+    );
+}
+
+#[test]
+fn ctrl_c_after_quitting_kills_at_once() {
+    let mut app = app();
+    app.update(key('q'));
+    app.update(key('y'));
+    let ctrl_c = Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert_eq!(
+        sent(&app.update(ctrl_c)),
+        [Command::Shutdown { force: true }]
+    );
+}
+
+#[test]
+fn scrolling_back_stays_within_a_full_view_while_output_floods_in() {
+    let mut app = app();
+    app.update(code(KeyCode::Enter));
+    for i in 0..5000 {
+        log(&mut app, 0, &format!("line {i}"));
+    }
+    app.update(key('g'));
+    let page = usize::from(app.size.1 - 6);
+    let top = app.zoom.as_ref().unwrap().offset;
+    assert_eq!(top, app.logs[0].len() - page, "g shows a full first page");
+    for i in 0..5000 {
+        log(&mut app, 0, &format!("more {i}"));
+    }
+    let z = app.zoom.as_ref().unwrap();
+    assert!(
+        z.offset <= app.logs[0].len() - page,
+        "{} lines back",
+        z.offset
+    );
+    assert_eq!(app.logs[0].window(page, z.offset).count(), page);
+}

@@ -95,7 +95,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("Enter", "zoom the focused pane or selected batch"),
             ("Tab", "switch between the worker grid and the batch table"),
             ("Ctrl-C", "stop every batch and quit (twice: kill now)"),
-            ("Ctrl-Z", "suspend dbt-herd (dbt keeps running)"),
+            ("Ctrl-Z", "suspend dbt-herd (no new batch starts until fg)"),
         ],
     ),
     (

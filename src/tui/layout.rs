@@ -42,7 +42,7 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
     let mut best: Option<(f64, GridShape)> = None;
     for cols in 1..=max_cols {
         let rows = n.div_ceil(cols);
-        let h = area.height / rows as u16;
+        let h = area.height / u16::try_from(rows).unwrap_or(u16::MAX);
         if h < MIN_PANE_HEIGHT {
             continue;
         }
@@ -70,27 +70,41 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
 }
 
 /// The cell of pane `i` in `area` for `shape`.
+/// Empty when the pane falls outside `area` (more workers than lines).
 pub fn pane_rect(area: Rect, shape: GridShape, i: usize) -> Rect {
-    let (row, col) = (i / shape.cols, i % shape.cols);
+    // In u32: a huge worker count must not wrap around into the visible area.
+    let (row, col) = ((i / shape.cols) as u32, (i % shape.cols) as u32);
+    let (cols, rows) = (shape.cols as u32, shape.rows as u32);
+    let (area_w, area_h) = (u32::from(area.width), u32::from(area.height));
     let cell_h = if shape.compact {
         1
     } else {
-        area.height / shape.rows as u16
+        area_h / rows.max(1)
     };
-    let base_w = area.width / shape.cols as u16;
-    // The last column takes the rounding remainder.
-    let w = if col + 1 == shape.cols {
-        area.width - base_w * (shape.cols as u16 - 1)
+    let base_w = area_w / cols.max(1);
+    // The last column and row take the rounding remainder.
+    let w = if col + 1 == cols {
+        area_w - base_w * (cols - 1)
     } else {
         base_w
     };
-    let y = area.y + cell_h * row as u16;
-    let h = if !shape.compact && row + 1 == shape.rows {
-        area.height - cell_h * (shape.rows as u16 - 1)
+    let y = cell_h * row;
+    let h = if !shape.compact && row + 1 == rows {
+        area_h.saturating_sub(cell_h * (rows - 1))
     } else {
         cell_h
     };
-    Rect::new(area.x + base_w * col as u16, y, w, h).intersection(area)
+    if y >= area_h || h == 0 {
+        return Rect::new(area.x, area.y, 0, 0);
+    }
+    let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+    Rect::new(
+        area.x + clamp(base_w * col),
+        area.y + clamp(y),
+        clamp(w),
+        clamp(h.min(area_h - y)),
+    )
+    .intersection(area)
 }
 
 #[cfg(test)]
@@ -112,6 +126,16 @@ mod tests {
             g.rows <= usize::from(area.height),
             "{g:?} must fit in {area:?}"
         );
+    }
+
+    #[test]
+    fn absurd_worker_counts_do_not_overflow() {
+        let area = body_area(60, 24);
+        let g = grid_shape(70_000, area);
+        assert!(g.compact);
+        let last = pane_rect(area, g, 69_999);
+        assert!(last.is_empty(), "{last:?}");
+        assert!(!pane_rect(area, g, 0).is_empty());
     }
 
     #[test]

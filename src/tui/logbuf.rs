@@ -125,23 +125,19 @@ impl LogBuffer {
     }
 
     /// The nearest line after (`forward`) or before `from` whose text contains
-    /// `needle` (already lower-cased); wraps around once.
+    /// `needle` (already lower-cased); wraps around once. `from` may be one past
+    /// either end, so a search can start at the newest or the oldest line.
     pub fn find(&self, needle: &str, from: u64, forward: bool) -> Option<u64> {
         if needle.is_empty() || self.lines.is_empty() {
             return None;
         }
-        let n = self.lines.len() as u64;
-        let start = from.clamp(self.first_seq, self.end_seq() - 1) - self.first_seq;
+        let n = self.lines.len() as i64;
+        let start = from as i64 - self.first_seq as i64;
+        let step = if forward { 1 } else { -1 };
         (1..=n)
-            .map(|k| {
-                if forward {
-                    (start + k) % n
-                } else {
-                    (start + n - (k % n)) % n
-                }
-            })
+            .map(|k| (start + k * step).rem_euclid(n))
             .find(|&i| self.lines[i as usize].folded.contains(needle))
-            .map(|i| i + self.first_seq)
+            .map(|i| i as u64 + self.first_seq)
     }
 }
 
@@ -184,6 +180,9 @@ mod tests {
         assert_eq!(b.find("error", 2, true), Some(0));
         assert_eq!(b.find("error", 0, false), Some(2));
         assert_eq!(b.find("missing", 0, true), None);
+        // From one past the newest line, backwards: the newest line comes first.
+        b.push(line("error c"));
+        assert_eq!(b.find("error", b.end_seq(), false), Some(4));
     }
 
     #[test]

@@ -103,7 +103,16 @@ impl FrameStats {
 pub async fn run(mut handle: EngineHandle, mut opts: TuiOptions) -> io::Result<Outcome> {
     install_panic_restore();
     let started = Instant::now();
-    let mut term = enter()?;
+    let mut term = match enter() {
+        Ok(t) => t,
+        Err(e) => {
+            // The engine is already running: stop it before reporting.
+            leave();
+            handle.send(crate::engine::Command::Shutdown { force: false });
+            let _ = handle.join.await;
+            return Err(e);
+        }
+    };
     let size = term.size().unwrap_or_default();
     let mut app = App::new(now_secs(), (size.width, size.height));
     let mut stats = FrameStats { draws: Vec::new() };
@@ -157,6 +166,8 @@ async fn event_loop(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut clock = tokio::time::interval(Duration::from_secs(1));
+    // After Ctrl-Z, one tick, not a burst of the missed ones.
+    clock.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut frame = tokio::time::interval(FRAME);
     frame.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut dirty = true;
@@ -190,10 +201,9 @@ async fn event_loop(
                     app.update(Msg::Resize(w, h))
                 }
                 Some(Ok(_)) => Vec::new(),
-                Some(Err(_)) | None => {
-                    detached = true;
-                    app.update(Msg::Signal(libc::SIGHUP))
-                }
+                // The terminal is gone. (On a hang-up crossterm may instead keep
+                // retrying its read; SIGHUP and failed draws catch that case.)
+                Some(Err(_)) | None => detach(&mut detached, app),
             },
             _ = clock.tick() => {
                 dirty = true;
@@ -205,19 +215,17 @@ async fn event_loop(
                 app.update(Msg::Tick(now_secs()));
                 let t = Instant::now();
                 if term.draw(|f| view::draw(f, app, &opts.theme)).is_err() {
-                    detached = true;
-                    app.update(Msg::Signal(libc::SIGHUP))
+                    detach(&mut detached, app)
                 } else {
-                    stats.draws.push(t.elapsed());
+                    if opts.frame_stats {
+                        stats.draws.push(t.elapsed());
+                    }
                     Vec::new()
                 }
             }
             _ = sigint.recv() => app.update(Msg::Signal(libc::SIGINT)),
             _ = sigterm.recv() => app.update(Msg::Signal(libc::SIGTERM)),
-            _ = sighup.recv() => {
-                detached = true;
-                app.update(Msg::Signal(libc::SIGHUP))
-            }
+            _ = sighup.recv() => detach(&mut detached, app),
         };
         for fx in effects {
             match fx {
@@ -232,8 +240,18 @@ async fn event_loop(
     }
 }
 
-/// Ctrl-Z: give the terminal back, stop this process (dbt keeps running in its own
-/// process groups), and take the screen again on `fg`.
+/// The terminal went away (hang-up, read or write error): stop the run once, and
+/// draw or read no more.
+fn detach(detached: &mut bool, app: &mut App) -> Vec<Effect> {
+    if std::mem::replace(detached, true) {
+        return Vec::new();
+    }
+    app.update(Msg::Signal(libc::SIGHUP))
+}
+
+/// Ctrl-Z: give the terminal back, stop this process, and take the screen again on
+/// `fg`. dbt runs on in its own process groups until its output pipe fills up; no
+/// new batch starts meanwhile.
 fn suspend(term: &mut Term) -> io::Result<()> {
     leave();
     // SAFETY: raising a signal on ourselves; SIGTSTP's default action stops the

@@ -15,8 +15,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let shape = grid_shape(app.workers.len(), area);
     for i in 0..app.workers.len() {
         let rect = pane_rect(area, shape, i);
-        if rect.height == 0 {
-            continue;
+        if rect.is_empty() {
+            // Beyond the last line: the ones after it are too.
+            break;
         }
         if shape.compact {
             pane::draw_line(frame, rect, app, i, theme);
