@@ -43,44 +43,15 @@ pub fn build_args(
     match kind {
         AttemptKind::Full => {
             a.push(s.command.to_string());
-            if let Some(sel) = &batch.select {
-                a.extend(["--select".into(), sel.clone()]);
-            }
-            if let Some(ex) = &s.exclude {
-                a.extend(["--exclude".into(), ex.clone()]);
-            }
-            if let Some(name) = &s.selector {
-                a.extend(["--selector".into(), name.clone()]);
-            }
-            if !batch.vars.is_empty() {
-                // JSON is valid YAML, and quoting keeps dates as strings
-                // (an unquoted 2024-01-05 would reach dbt as a date).
-                let vars = serde_json::Value::Object(batch.vars.clone()).to_string();
-                a.extend(["--vars".into(), vars]);
-            }
+            a.extend(selection_args(s, batch));
         }
         // dbt retry reuses the vars and selection stored in the target dir's
         // run_results.json; passing them again would force a full reparse.
         AttemptKind::Retry => a.push("retry".into()),
     }
-    a.extend([
-        "--log-format".into(),
-        "json".into(),
-        "--threads".into(),
-        s.threads.to_string(),
-        "--target-path".into(),
-        target.display().to_string(),
-        "--log-path".into(),
-        logs.display().to_string(),
-        "--project-dir".into(),
-        s.project_dir.display().to_string(),
-    ]);
-    if let Some(p) = &s.profiles_dir {
-        a.extend(["--profiles-dir".into(), p.display().to_string()]);
-    }
-    if let Some(t) = &s.target {
-        a.extend(["--target".into(), t.clone()]);
-    }
+    a.extend(["--log-format".into(), "json".into()]);
+    a.extend(["--threads".into(), s.threads.to_string()]);
+    a.extend(location_args(s, target, logs));
     a.extend(s.extra_args.iter().cloned());
     a
 }
@@ -99,6 +70,22 @@ pub fn build_env(s: &RunSettings, batch: &Batch, worker: usize) -> Vec<(String, 
 /// `dbt ls` of the batch's models, one JSON object per line on stdout.
 pub fn list_models_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Path) -> Vec<String> {
     let mut a: Vec<String> = vec!["ls".into(), "--resource-type".into(), "model".into()];
+    a.extend(selection_args(s, batch));
+    a.extend([
+        "--output".into(),
+        "json".into(),
+        // One argument, space-separated: dbt reads a repeated flag as nothing.
+        "--output-keys".into(),
+        "unique_id name".into(),
+        "--quiet".into(),
+    ]);
+    a.extend(location_args(s, target, logs));
+    a
+}
+
+/// What a batch selects: `--select`, `--exclude`, `--selector` and its `--vars`.
+fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
+    let mut a = Vec::new();
     if let Some(sel) = &batch.select {
         a.extend(["--select".into(), sel.clone()]);
     }
@@ -109,25 +96,24 @@ pub fn list_models_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Pa
         a.extend(["--selector".into(), name.clone()]);
     }
     if !batch.vars.is_empty() {
-        a.extend([
-            "--vars".into(),
-            serde_json::Value::Object(batch.vars.clone()).to_string(),
-        ]);
+        // JSON is valid YAML, and quoting keeps dates as strings
+        // (an unquoted 2024-01-05 would reach dbt as a date).
+        let vars = serde_json::Value::Object(batch.vars.clone()).to_string();
+        a.extend(["--vars".into(), vars]);
     }
-    a.extend([
-        "--output".into(),
-        "json".into(),
-        // One argument, space-separated: dbt reads a repeated flag as nothing.
-        "--output-keys".into(),
-        "unique_id name".into(),
-        "--quiet".into(),
+    a
+}
+
+/// Where dbt reads and writes: the batch's target and log dirs, project and profile.
+fn location_args(s: &RunSettings, target: &Path, logs: &Path) -> Vec<String> {
+    let mut a: Vec<String> = vec![
         "--target-path".into(),
         target.display().to_string(),
         "--log-path".into(),
         logs.display().to_string(),
         "--project-dir".into(),
         s.project_dir.display().to_string(),
-    ]);
+    ];
     if let Some(p) = &s.profiles_dir {
         a.extend(["--profiles-dir".into(), p.display().to_string()]);
     }

@@ -183,6 +183,25 @@ pub struct BatchState {
     pub splitting: bool,
 }
 
+impl BatchState {
+    /// Progress bookkeeping shared by a node's start, finish and skip: whether it
+    /// executes now, where its SQL is, and how many nodes are done of how many.
+    fn note_node(&mut self, node: &events::NodeRef, pos: events::Position, ended: bool) {
+        if ended {
+            self.executing.remove(&node.unique_id);
+            self.nodes_done += 1;
+        } else {
+            self.executing.insert(node.unique_id.clone());
+        }
+        if let Some(p) = &node.path {
+            self.node_paths.insert(node.unique_id.clone(), p.clone());
+        }
+        if self.nodes_total.is_none() {
+            self.nodes_total = pos.total;
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Running {
     pub key: AttemptKey,
@@ -923,26 +942,13 @@ impl EngineCore {
                         changed = true;
                     }
                     EventKind::NodeStarted { node, pos } => {
-                        st.executing.insert(node.unique_id.clone());
-                        if let Some(p) = &node.path {
-                            st.node_paths.insert(node.unique_id.clone(), p.clone());
-                        }
-                        if st.nodes_total.is_none() {
-                            st.nodes_total = pos.total;
-                        }
+                        st.note_node(node, *pos, false);
                         changed = true;
                     }
                     EventKind::NodeFinished {
                         node, pos, status, ..
                     } => {
-                        st.executing.remove(&node.unique_id);
-                        if let Some(p) = &node.path {
-                            st.node_paths.insert(node.unique_id.clone(), p.clone());
-                        }
-                        st.nodes_done += 1;
-                        if st.nodes_total.is_none() {
-                            st.nodes_total = pos.total;
-                        }
+                        st.note_node(node, *pos, true);
                         if events::status_class(status) == events::StatusClass::Bad
                             && let Some(a) = st.attempts.get_mut(key.attempt as usize - 1)
                         {
@@ -951,14 +957,7 @@ impl EngineCore {
                         changed = true;
                     }
                     EventKind::NodeSkipped { node, pos } => {
-                        st.executing.remove(&node.unique_id);
-                        if let Some(p) = &node.path {
-                            st.node_paths.insert(node.unique_id.clone(), p.clone());
-                        }
-                        st.nodes_done += 1;
-                        if st.nodes_total.is_none() {
-                            st.nodes_total = pos.total;
-                        }
+                        st.note_node(node, *pos, true);
                         changed = true;
                     }
                     EventKind::NothingSelected => {
