@@ -6,8 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// dbt-core 1.12 pulls a build dependency from outside the package registry; 1.11
-/// installs from PyPI alone.
-pub const PINS: &[&str] = &["dbt-core~=1.11.0", "dbt-duckdb~=1.11.1"];
+/// installs from PyPI alone. DuckDB is the demo's warehouse; PostgreSQL is the
+/// networked one the tests share between batches.
+pub const PINS: &[&str] = &[
+    "dbt-core~=1.11.0",
+    "dbt-duckdb~=1.11.1",
+    "dbt-postgres~=1.11.0",
+];
 
 /// `$DBT_HERD_HOME`, else `$XDG_CACHE_HOME/dbt-herd`, else `~/.cache/dbt-herd`.
 pub fn cache_dir() -> PathBuf {
