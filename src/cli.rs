@@ -1,12 +1,17 @@
-//! Command-line definitions only (clap derive). Validation lives in `config`.
+//! Command-line definitions (clap derive), with each value parsed into its type
+//! where it is read, so a bad value is reported naming its flag. Checks that span
+//! several options live in `config`.
 //!
 //! Every run option is an `Option` so that `--resume` can tell an option the user
-//! gave (which overrides the stored run) from one left at its default.
+//! gave (which overrides the stored run) from one left at its default. The same
+//! struct is stored in the state dir's run.json.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
+
+use crate::plan::{Step, Window};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,22 +20,40 @@ use serde::{Deserialize, Serialize};
     about = "Run many dbt batches (backfill windows or selectors) in parallel under a warehouse connection budget",
     propagate_version = true
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a plan of batches: one dbt process per batch, N at a time.
     Run(Box<RunArgs>),
     /// Run the bundled demo backfill (creates a private venv with pinned dbt on first use).
     Demo(DemoArgs),
 }
 
+/// The dbt subcommand every batch runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DbtCommand {
+    Build,
+    Run,
+    Test,
+    Seed,
+    Snapshot,
+}
+
+impl std::fmt::Display for DbtCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.to_possible_value();
+        f.write_str(v.as_ref().map_or("build", |v| v.get_name()))
+    }
+}
+
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
 #[serde(default)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// dbt project directory.
     #[arg(long, value_name = "DIR")]
     pub project_dir: Option<PathBuf>,
@@ -47,12 +70,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub dbt: Option<PathBuf>,
 
-    /// dbt subcommand of every batch: build, run, test, seed or snapshot [default: build].
+    /// dbt subcommand of every batch [default: build].
     #[arg(long, value_name = "CMD")]
-    pub command: Option<String>,
+    pub command: Option<DbtCommand>,
 
     /// A dbt selector; one batch per occurrence (repeatable).
-    #[arg(short = 's', long = "select", value_name = "SELECTOR")]
+    #[arg(short = 's', long = "select", value_name = "SELECTOR", value_parser = non_empty)]
     pub select: Vec<String>,
 
     /// Passed to every batch as dbt --exclude.
@@ -64,12 +87,14 @@ pub struct RunArgs {
     pub selector: Option<String>,
 
     /// Backfill FROM..TO (ISO dates, TO exclusive): one batch per window.
-    #[arg(long, value_name = "FROM..TO")]
-    pub backfill: Option<String>,
+    #[arg(long, value_name = "FROM..TO", value_parser = crate::plan::parse_backfill)]
+    #[serde(with = "as_text")]
+    pub backfill: Option<Window>,
 
     /// Window length for --backfill: Nd, Nw or Nmo [default: 1d].
-    #[arg(long, value_name = "STEP")]
-    pub step: Option<String>,
+    #[arg(long, value_name = "STEP", value_parser = crate::plan::parse_step)]
+    #[serde(with = "as_text")]
+    pub step: Option<Step>,
 
     /// Name of the var holding a window's start date [default: start_date].
     #[arg(long, value_name = "NAME")]
@@ -84,24 +109,28 @@ pub struct RunArgs {
     pub vars: Option<String>,
 
     /// dbt processes at once [default: 4].
-    #[arg(short = 'w', long, value_name = "N")]
-    pub workers: Option<String>,
+    #[arg(short = 'w', long, value_name = "N", value_parser = at_least_one)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub workers: Option<u32>,
 
     /// --threads given to each dbt process [default: budget / workers, at least 1].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<String>,
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub threads: Option<u32>,
 
     /// Warehouse connections: running batches' threads never exceed it [default: workers × threads].
-    #[arg(long, value_name = "N")]
-    pub budget: Option<String>,
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub budget: Option<u32>,
 
     /// Automatic retries of a failed batch (dbt retry, or a full rerun when retry has nothing to do) [default: 0].
-    #[arg(long, value_name = "N")]
-    pub retries: Option<String>,
+    #[arg(long, value_name = "N", value_parser = whole_number)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub retries: Option<u32>,
 
     /// KEY=VALUE for every dbt process; {batch} and {worker} in VALUE are replaced (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = crate::config::EnvTemplate::parse)]
+    pub env: Vec<crate::config::EnvTemplate>,
 
     /// Where the journal, summary and per-batch target/logs go [default: .dbt-herd/<run id>].
     #[arg(long, value_name = "DIR")]
@@ -117,12 +146,14 @@ pub struct RunArgs {
     pub headless: bool,
 
     /// Seconds between SIGINT and SIGTERM when stopping a batch [default: 10].
-    #[arg(long, value_name = "SECS", hide = true)]
-    pub grace_int: Option<String>,
+    #[arg(long, value_name = "SECS", hide = true, value_parser = seconds)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub grace_int: Option<f64>,
 
     /// Seconds between SIGTERM and SIGKILL when stopping a batch [default: 5].
-    #[arg(long, value_name = "SECS", hide = true)]
-    pub grace_term: Option<String>,
+    #[arg(long, value_name = "SECS", hide = true, value_parser = seconds)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub grace_term: Option<f64>,
 
     /// Arguments after `--` are appended to every dbt invocation.
     #[arg(last = true, value_name = "EXTRA_DBT_ARGS")]
@@ -130,18 +161,18 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Worker slots for the demo backfill.
-    #[arg(short = 'w', long, default_value_t = 4)]
-    pub workers: usize,
+    #[arg(short = 'w', long, default_value_t = 4, value_parser = at_least_one)]
+    pub workers: u32,
 
     /// Number of one-day windows in the demo backfill.
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, value_parser = at_least_one)]
     pub days: u32,
 
     /// First day of the demo backfill (the data covers 2024-01-01..2024-03-31).
-    #[arg(long, default_value = "2024-01-01", value_name = "DATE")]
-    pub start: String,
+    #[arg(long, default_value = "2024-01-01", value_name = "DATE", value_parser = crate::plan::parse_date)]
+    pub start: chrono::NaiveDate,
 
     /// Where the demo keeps its project copy, source data and warehouse [default: the dbt-herd cache dir].
     #[arg(long, value_name = "DIR")]
@@ -154,4 +185,152 @@ pub struct DemoArgs {
     /// Only create the venv and the demo data, print the dbt path, and exit.
     #[arg(long)]
     pub prepare_only: bool,
+}
+
+/// A whole number, with a reason a person can act on when it is not one.
+fn whole_number(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number".into());
+    }
+    t.parse()
+        .map_err(|_| format!("too large (at most {})", u32::MAX))
+}
+
+fn at_least_one(s: &str) -> Result<u32, String> {
+    match whole_number(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+fn seconds(s: &str) -> Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 1e9)
+        .ok_or_else(|| "expected seconds, e.g. 5 or 0.5".into())
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("empty selector".into());
+    }
+    Ok(s.to_string())
+}
+
+/// Numbers in run.json; written as text by earlier versions, so read either.
+fn number_or_text<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr + serde::Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Number(T),
+        Text(String),
+    }
+    match Option::<Either<T>>::deserialize(d)? {
+        None => Ok(None),
+        Some(Either::Number(n)) => Ok(Some(n)),
+        Some(Either::Text(t)) => t
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("not a number: '{t}'"))),
+    }
+}
+
+/// Values stored in run.json in the form they are typed on the command line.
+mod as_text {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.collect_str(v),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        Option::<String>::deserialize(d)?
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dbt-herd").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn numbers_are_typed_and_checked_where_read() {
+        let Command::Run(a) = parse(&["run", "-w", "3", "--budget", "10"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run");
+        };
+        assert_eq!((a.workers, a.budget, a.threads), (Some(3), Some(10), None));
+        for (args, reason) in [
+            (["run", "--workers", "0"], "must be at least 1"),
+            (["run", "--workers", "four"], "expected a whole number"),
+            (["run", "--budget", "999999999999999999999"], "too large"),
+            (["run", "--retries", "1.5"], "expected a whole number"),
+            (["run", "--command", "compile"], "compile"),
+            (["run", "--step", "0d"], "0d"),
+        ] {
+            let e = parse(&args).unwrap_err().to_string();
+            assert!(e.contains(reason), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn stored_args_round_trip_and_old_text_numbers_still_read() {
+        let Command::Run(a) = parse(&[
+            "run",
+            "--backfill",
+            "2024-01-01..2024-02-01",
+            "--step",
+            "1w",
+            "-w",
+            "2",
+            "--command",
+            "run",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run");
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(
+            json.contains(r#""backfill":"2024-01-01..2024-02-01""#),
+            "{json}"
+        );
+        let back: RunArgs = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.step, a.step);
+        assert_eq!(back.workers, Some(2));
+        assert_eq!(back.command, Some(DbtCommand::Run));
+        let old: RunArgs =
+            serde_json::from_str(r#"{"workers": "4", "retries": "1", "grace_int": "0.5"}"#)
+                .unwrap();
+        assert_eq!(
+            (old.workers, old.retries, old.grace_int),
+            (Some(4), Some(1), Some(0.5))
+        );
+    }
 }

@@ -1,60 +1,23 @@
-//! From command-line words to validated run settings. Every bad value becomes a
+//! From typed command-line options to validated run settings: the checks that
+//! span several options or need the file system (the project, the dbt
+//! executable, threads against the budget). Every bad value becomes a
 //! `UsageError` naming it (exit 2); nothing here spawns a process.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::RunArgs;
+use crate::cli::{DbtCommand, RunArgs};
 use crate::error::{UsageError, UsageResult};
 use crate::plan::{self, PlanSpec, Step};
 use crate::usage;
 
-/// The dbt subcommand every batch runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DbtCommand {
-    Build,
-    Run,
-    Test,
-    Seed,
-    Snapshot,
-}
-
-impl FromStr for DbtCommand {
-    type Err = UsageError;
-    fn from_str(s: &str) -> UsageResult<Self> {
-        match s {
-            "build" => Ok(Self::Build),
-            "run" => Ok(Self::Run),
-            "test" => Ok(Self::Test),
-            "seed" => Ok(Self::Seed),
-            "snapshot" => Ok(Self::Snapshot),
-            _ => Err(usage!(
-                "invalid --command '{s}': expected build, run, test, seed or snapshot"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for DbtCommand {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Build => "build",
-            Self::Run => "run",
-            Self::Test => "test",
-            Self::Seed => "seed",
-            Self::Snapshot => "snapshot",
-        })
-    }
-}
-
-/// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`.
+/// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`. Stored in
+/// run.json as it was typed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EnvTemplate {
+#[serde(try_from = "String", into = "String")]
+pub(crate) struct EnvTemplate {
     pub key: String,
     pub value: String,
 }
@@ -86,9 +49,22 @@ impl EnvTemplate {
     }
 }
 
+impl TryFrom<String> for EnvTemplate {
+    type Error = UsageError;
+    fn try_from(s: String) -> UsageResult<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EnvTemplate> for String {
+    fn from(t: EnvTemplate) -> String {
+        format!("{}={}", t.key, t.value)
+    }
+}
+
 /// Everything an engine needs to run a plan, validated.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunSettings {
+pub(crate) struct RunSettings {
     pub project_dir: PathBuf,
     pub profiles_dir: Option<PathBuf>,
     pub target: Option<String>,
@@ -107,39 +83,17 @@ pub struct RunSettings {
     pub plan: PlanSpec,
 }
 
-fn parse_count(flag: &str, s: &str, min: u64) -> UsageResult<u64> {
-    let n: u64 = s
-        .trim()
-        .parse()
-        .map_err(|_| usage!("invalid {flag} '{s}': expected a whole number"))?;
-    if n < min {
-        return Err(usage!("invalid {flag} '{s}': must be at least {min}"));
-    }
-    Ok(n)
-}
-
-fn parse_secs(flag: &str, s: &str) -> UsageResult<Duration> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .ok_or_else(|| usage!("invalid {flag} '{s}': expected seconds, e.g. 5 or 0.5"))?;
-    Ok(Duration::from_secs_f64(secs))
-}
-
 /// An absolute version of `p` (relative to the current directory), without requiring it to exist.
-pub fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Finds the dbt executable: a path is checked as given, a bare name is looked up on PATH.
-pub fn resolve_executable(p: &Path) -> UsageResult<PathBuf> {
+pub(crate) fn resolve_executable(p: &Path) -> UsageResult<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let is_exec = |c: &Path| {
         c.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
     let shown = p.display();
     if p.components().count() > 1 || p.is_absolute() {
@@ -160,9 +114,37 @@ pub fn resolve_executable(p: &Path) -> UsageResult<PathBuf> {
         })
 }
 
+/// Threads per batch and the budget, each derived from the other when not given.
+fn threads_and_budget(
+    workers: u32,
+    threads: Option<u32>,
+    budget: Option<u32>,
+) -> UsageResult<(u32, u32)> {
+    let (threads, budget) = match (threads, budget) {
+        (Some(t), Some(b)) => (t, b),
+        (Some(t), None) => (
+            t,
+            t.checked_mul(workers)
+                .ok_or_else(|| usage!("invalid --threads {t}: threads × workers is too large"))?,
+        ),
+        (None, Some(b)) => ((b / workers).max(1), b),
+        (None, None) => (1, workers),
+    };
+    if threads > budget {
+        return Err(usage!(
+            "invalid --threads {threads}: above --budget {budget}, so no batch could ever start"
+        ));
+    }
+    Ok((threads, budget))
+}
+
+fn grace(secs: Option<f64>, default: u64) -> Duration {
+    secs.map_or(Duration::from_secs(default), Duration::from_secs_f64)
+}
+
 impl RunSettings {
-    /// Validates command-line words into settings. Checks the file system for the
-    /// project and the dbt executable, so that mistakes surface before any batch runs.
+    /// Validates options into settings. Checks the file system for the project
+    /// and the dbt executable, so that mistakes surface before any batch runs.
     pub fn from_args(a: &RunArgs) -> UsageResult<Self> {
         let project_dir = absolute(a.project_dir.as_deref().unwrap_or(Path::new(".")));
         if !project_dir.is_dir() {
@@ -185,99 +167,32 @@ impl RunSettings {
             None => None,
         };
         let dbt = resolve_executable(a.dbt.as_deref().unwrap_or(Path::new("dbt")))?;
-        let command = a.command.as_deref().unwrap_or("build").parse()?;
-
-        let workers = a
-            .workers
-            .as_deref()
-            .map(|s| parse_count("--workers", s, 1))
-            .transpose()?
-            .unwrap_or(4) as usize;
-        let threads_given = a
-            .threads
-            .as_deref()
-            .map(|s| parse_count("--threads", s, 1))
-            .transpose()?;
-        let budget_given = a
-            .budget
-            .as_deref()
-            .map(|s| parse_count("--budget", s, 1))
-            .transpose()?;
-        let (threads, budget) = match (threads_given, budget_given) {
-            (Some(t), Some(b)) => (t, b),
-            (Some(t), None) => (t, t * workers as u64),
-            (None, Some(b)) => ((b / workers as u64).max(1), b),
-            (None, None) => (1, workers as u64),
-        };
-        if threads > budget {
-            return Err(usage!(
-                "invalid --threads {threads}: above --budget {budget}, so no batch could ever start"
-            ));
-        }
-        let to_u32 = |flag: &str, n: u64| {
-            u32::try_from(n).map_err(|_| usage!("invalid {flag} '{n}': too large"))
-        };
-        let retries = a
-            .retries
-            .as_deref()
-            .map(|s| parse_count("--retries", s, 0))
-            .transpose()?
-            .unwrap_or(0);
-
-        let backfill = a
-            .backfill
-            .as_deref()
-            .map(plan::parse_backfill)
-            .transpose()?;
-        let step: Step = a.step.as_deref().unwrap_or("1d").parse()?;
-        if a.step.is_some() && backfill.is_none() {
-            return Err(usage!(
-                "--step '{}' needs --backfill FROM..TO",
-                a.step.as_deref().unwrap_or("")
-            ));
+        let workers = a.workers.unwrap_or(4);
+        let (threads, budget) = threads_and_budget(workers, a.threads, a.budget)?;
+        if let (Some(step), None) = (a.step, a.backfill) {
+            return Err(usage!("--step '{step}' needs --backfill FROM..TO"));
         }
         let base_vars = plan::parse_vars(a.vars.as_deref().unwrap_or(""))?;
-        for s in &a.select {
-            if s.trim().is_empty() {
-                return Err(usage!("invalid --select '{s}': empty selector"));
-            }
-        }
-        let env = a
-            .env
-            .iter()
-            .map(|e| EnvTemplate::parse(e))
-            .collect::<Result<_, _>>()?;
-
         Ok(Self {
             project_dir,
             profiles_dir,
             target: a.target.clone(),
             dbt,
-            command,
+            command: a.command.unwrap_or(DbtCommand::Build),
             exclude: a.exclude.clone(),
             selector: a.selector.clone(),
             extra_args: a.extra.clone(),
-            workers,
-            threads: to_u32("--threads", threads)?,
-            budget: to_u32("--budget", budget)?,
-            retries: to_u32("--retries", retries)?,
-            env,
-            grace_int: a
-                .grace_int
-                .as_deref()
-                .map(|s| parse_secs("--grace-int", s))
-                .transpose()?
-                .unwrap_or(Duration::from_secs(10)),
-            grace_term: a
-                .grace_term
-                .as_deref()
-                .map(|s| parse_secs("--grace-term", s))
-                .transpose()?
-                .unwrap_or(Duration::from_secs(5)),
+            workers: workers as usize,
+            threads,
+            budget,
+            retries: a.retries.unwrap_or(0),
+            env: a.env.clone(),
+            grace_int: grace(a.grace_int, 10),
+            grace_term: grace(a.grace_term, 5),
             plan: PlanSpec {
                 selects: a.select.clone(),
-                backfill,
-                step,
+                backfill: a.backfill,
+                step: a.step.unwrap_or(Step::Days(1)),
                 start_var: a.start_var.clone().unwrap_or_else(|| "start_date".into()),
                 end_var: a.end_var.clone().unwrap_or_else(|| "end_date".into()),
                 base_vars,
@@ -288,7 +203,7 @@ impl RunSettings {
 
 /// The run's options as stored in the state dir, so `--resume` can rebuild the same
 /// run; paths are made absolute first so the stored run works from any directory.
-pub fn normalized_for_storage(a: &RunArgs) -> RunArgs {
+pub(crate) fn normalized_for_storage(a: &RunArgs) -> RunArgs {
     let mut s = a.clone();
     s.project_dir = Some(absolute(a.project_dir.as_deref().unwrap_or(Path::new("."))));
     s.profiles_dir = a.profiles_dir.as_deref().map(absolute);
@@ -306,11 +221,11 @@ pub fn normalized_for_storage(a: &RunArgs) -> RunArgs {
 }
 
 /// Options given with `--resume` override the stored ones, field by field.
-pub fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
+pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
     fn pick<T: Clone>(given: &Option<T>, stored: &Option<T>) -> Option<T> {
         given.clone().or_else(|| stored.clone())
     }
-    fn pick_vec(given: &[String], stored: &[String]) -> Vec<String> {
+    fn pick_vec<T: Clone>(given: &[T], stored: &[T]) -> Vec<T> {
         if given.is_empty() {
             stored.to_vec()
         } else {
@@ -322,25 +237,25 @@ pub fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         profiles_dir: pick(&given.profiles_dir, &stored.profiles_dir),
         target: pick(&given.target, &stored.target),
         dbt: pick(&given.dbt, &stored.dbt),
-        command: pick(&given.command, &stored.command),
+        command: given.command.or(stored.command),
         select: pick_vec(&given.select, &stored.select),
         exclude: pick(&given.exclude, &stored.exclude),
         selector: pick(&given.selector, &stored.selector),
-        backfill: pick(&given.backfill, &stored.backfill),
-        step: pick(&given.step, &stored.step),
+        backfill: given.backfill.or(stored.backfill),
+        step: given.step.or(stored.step),
         start_var: pick(&given.start_var, &stored.start_var),
         end_var: pick(&given.end_var, &stored.end_var),
         vars: pick(&given.vars, &stored.vars),
-        workers: pick(&given.workers, &stored.workers),
-        threads: pick(&given.threads, &stored.threads),
-        budget: pick(&given.budget, &stored.budget),
-        retries: pick(&given.retries, &stored.retries),
+        workers: given.workers.or(stored.workers),
+        threads: given.threads.or(stored.threads),
+        budget: given.budget.or(stored.budget),
+        retries: given.retries.or(stored.retries),
         env: pick_vec(&given.env, &stored.env),
         state_dir: None,
         resume: given.resume.clone(),
         headless: given.headless,
-        grace_int: pick(&given.grace_int, &stored.grace_int),
-        grace_term: pick(&given.grace_term, &stored.grace_term),
+        grace_int: given.grace_int.or(stored.grace_int),
+        grace_term: given.grace_term.or(stored.grace_term),
         extra: pick_vec(&given.extra, &stored.extra),
     }
 }
@@ -348,6 +263,8 @@ pub fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
 
     /// A project dir and an executable "dbt" that validation accepts.
     fn fixture() -> (tempfile::TempDir, RunArgs) {
@@ -369,6 +286,28 @@ mod tests {
         RunSettings::from_args(a).unwrap_err().0
     }
 
+    /// The one-line error for a `run` command line: from the command-line parser,
+    /// or else from validation, as `main` prints them.
+    fn err_of(fixture: &RunArgs, args: &[&str]) -> String {
+        let project = fixture.project_dir.as_ref().unwrap().display().to_string();
+        let dbt = fixture.dbt.as_ref().unwrap().display().to_string();
+        let mut argv = vec!["dbt-herd", "run"];
+        if !args.contains(&"--project-dir") {
+            argv.extend(["--project-dir", &project]);
+        }
+        if !args.contains(&"--dbt") {
+            argv.extend(["--dbt", &dbt]);
+        }
+        argv.extend(args);
+        match Cli::try_parse_from(argv) {
+            Err(e) => crate::entry::usage_line(&e),
+            Ok(Cli {
+                command: Command::Run(a),
+            }) => err(&a),
+            Ok(_) => panic!("not a run"),
+        }
+    }
+
     #[test]
     fn defaults() {
         let (_d, a) = fixture();
@@ -381,106 +320,44 @@ mod tests {
     #[test]
     fn threads_derive_from_budget_and_budget_from_threads() {
         let (_d, mut a) = fixture();
-        a.workers = Some("3".into());
-        a.budget = Some("10".into());
+        a.workers = Some(3);
+        a.budget = Some(10);
         let s = RunSettings::from_args(&a).unwrap();
         assert_eq!((s.threads, s.budget), (3, 10));
         a.budget = None;
-        a.threads = Some("2".into());
+        a.threads = Some(2);
         let s = RunSettings::from_args(&a).unwrap();
         assert_eq!((s.threads, s.budget), (2, 6));
-        a.workers = Some("8".into());
+        a.workers = Some(8);
         a.threads = None;
-        a.budget = Some("4".into());
+        a.budget = Some(4);
         assert_eq!(RunSettings::from_args(&a).unwrap().threads, 1);
     }
 
     #[test]
     fn bad_values_name_themselves() {
         let (_d, a) = fixture();
-        let cases: Vec<(RunArgs, &str)> = vec![
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["--workers", "0"], "--workers '0'"),
+            (vec!["--workers", "four"], "--workers 'four'"),
+            (vec!["--threads", "5", "--budget", "4"], "--threads 5"),
             (
-                RunArgs {
-                    workers: Some("0".into()),
-                    ..a.clone()
-                },
-                "--workers '0'",
-            ),
-            (
-                RunArgs {
-                    workers: Some("four".into()),
-                    ..a.clone()
-                },
-                "--workers 'four'",
-            ),
-            (
-                RunArgs {
-                    threads: Some("5".into()),
-                    budget: Some("4".into()),
-                    ..a.clone()
-                },
-                "--threads 5",
-            ),
-            (
-                RunArgs {
-                    step: Some("0d".into()),
-                    backfill: Some("2024-01-01..2024-01-02".into()),
-                    ..a.clone()
-                },
+                vec!["--step", "0d", "--backfill", "2024-01-01..2024-01-02"],
                 "'0d'",
             ),
             (
-                RunArgs {
-                    backfill: Some("2024-02-01..2024-01-01".into()),
-                    ..a.clone()
-                },
+                vec!["--backfill", "2024-02-01..2024-01-01"],
                 "2024-02-01..2024-01-01",
             ),
-            (
-                RunArgs {
-                    vars: Some("{a: [".into()),
-                    ..a.clone()
-                },
-                "{a: [",
-            ),
-            (
-                RunArgs {
-                    command: Some("compile".into()),
-                    ..a.clone()
-                },
-                "'compile'",
-            ),
-            (
-                RunArgs {
-                    env: vec!["NOEQUALS".into()],
-                    ..a.clone()
-                },
-                "'NOEQUALS'",
-            ),
-            (
-                RunArgs {
-                    project_dir: Some("/no/such/dir".into()),
-                    ..a.clone()
-                },
-                "/no/such/dir",
-            ),
-            (
-                RunArgs {
-                    dbt: Some("/no/such/dbt".into()),
-                    ..a.clone()
-                },
-                "/no/such/dbt",
-            ),
-            (
-                RunArgs {
-                    dbt: Some("no-such-dbt-on-path".into()),
-                    ..a.clone()
-                },
-                "no-such-dbt-on-path",
-            ),
+            (vec!["--vars", "{a: ["], "{a: ["),
+            (vec!["--command", "compile"], "'compile'"),
+            (vec!["--env", "NOEQUALS"], "'NOEQUALS'"),
+            (vec!["--project-dir", "/no/such/dir"], "/no/such/dir"),
+            (vec!["--dbt", "/no/such/dbt"], "/no/such/dbt"),
+            (vec!["--dbt", "no-such-dbt-on-path"], "no-such-dbt-on-path"),
         ];
         for (args, needle) in cases {
-            let e = err(&args);
+            let e = err_of(&a, &args);
             assert!(e.contains(needle), "expected {needle:?} in {e:?}");
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
@@ -505,19 +382,20 @@ mod tests {
 
     #[test]
     fn resume_overrides_only_given_options() {
+        let window = crate::plan::parse_backfill("2024-01-01..2024-01-05").unwrap();
         let stored = RunArgs {
-            workers: Some("4".into()),
-            backfill: Some("2024-01-01..2024-01-05".into()),
+            workers: Some(4),
+            backfill: Some(window),
             select: vec!["tag:a".into()],
             ..Default::default()
         };
         let given = RunArgs {
-            workers: Some("2".into()),
+            workers: Some(2),
             ..Default::default()
         };
         let m = merge_resume(&stored, &given);
-        assert_eq!(m.workers.as_deref(), Some("2"));
-        assert_eq!(m.backfill.as_deref(), Some("2024-01-01..2024-01-05"));
+        assert_eq!(m.workers, Some(2));
+        assert_eq!(m.backfill, Some(window));
         assert_eq!(m.select, ["tag:a"]);
     }
 }

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use include_dir::{Dir, include_dir};
 
 use crate::cli::{DemoArgs, RunArgs};
+use crate::config::EnvTemplate;
 use crate::engine::{BatchStatus, Event};
-use crate::error::{UsageError, UsageResult};
+use crate::error::UsageResult;
+use crate::plan::Window;
 use crate::{report, start, tui, usage, venv};
 
 static DEMO_ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets/demo");
@@ -23,7 +25,7 @@ static DEMO_ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets/demo
 pub const LATE_DAY: &str = "2024-01-13";
 
 /// Writes the bundled project and source builder into `dir` (replacing older copies).
-pub fn write_assets(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn write_assets(dir: &Path) -> std::io::Result<()> {
     let project = dir.join("project");
     if project.exists() {
         std::fs::remove_dir_all(&project)?;
@@ -97,33 +99,37 @@ pub fn prepare(dirs: &DemoDirs, out: &mut dyn Write) -> UsageResult<PathBuf> {
 }
 
 /// The run options of the demo backfill.
-pub fn run_args(
+pub(crate) fn run_args(
     dirs: &DemoDirs,
     dbt: &Path,
-    workers: usize,
+    workers: u32,
     start: chrono::NaiveDate,
     days: u32,
     state_dir: PathBuf,
 ) -> RunArgs {
     let end = start + chrono::Days::new(u64::from(days.max(1)));
+    let env = |key: &str, value: String| EnvTemplate {
+        key: key.into(),
+        value,
+    };
     RunArgs {
         project_dir: Some(dirs.project.clone()),
         profiles_dir: Some(dirs.project.clone()),
         dbt: Some(dbt.to_path_buf()),
-        backfill: Some(format!("{start}..{end}")),
-        workers: Some(workers.to_string()),
-        threads: Some("1".into()),
-        retries: Some("1".into()),
+        backfill: Some(Window { start, end }),
+        workers: Some(workers),
+        threads: Some(1),
+        retries: Some(1),
         env: vec![
-            format!(
-                "DUCKDB_PATH={}/worker{{worker}}.duckdb",
-                dirs.warehouse.display()
+            env(
+                "DUCKDB_PATH",
+                format!("{}/worker{{worker}}.duckdb", dirs.warehouse.display()),
             ),
-            format!(
-                "HERD_DEMO_SOURCE={}",
-                dirs.data.join("source.duckdb").display()
+            env(
+                "HERD_DEMO_SOURCE",
+                dirs.data.join("source.duckdb").display().to_string(),
             ),
-            format!("HERD_DEMO_LANDING={}", dirs.landing.display()),
+            env("HERD_DEMO_LANDING", dirs.landing.display().to_string()),
         ],
         state_dir: Some(state_dir),
         ..Default::default()
@@ -131,21 +137,13 @@ pub fn run_args(
 }
 
 /// Runs the demo backfill, in the TUI when `interactive`.
-pub fn run(args: &DemoArgs, interactive: bool) -> Result<i32, UsageError> {
+pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32> {
     let root = args
         .dir
         .clone()
         .unwrap_or_else(|| venv::cache_dir().join("demo"));
     let dirs = DemoDirs::new(&root);
-    let start = chrono::NaiveDate::parse_from_str(&args.start, "%Y-%m-%d").map_err(|_| {
-        usage!(
-            "invalid --start '{}': expected an ISO date (YYYY-MM-DD)",
-            args.start
-        )
-    })?;
-    if args.workers == 0 {
-        return Err(usage!("invalid --workers '0': must be at least 1"));
-    }
+    let start = args.start;
     let mut out = std::io::stdout();
     let dbt = prepare(&dirs, &mut out)?;
     if args.prepare_only {
@@ -157,34 +155,30 @@ pub fn run(args: &DemoArgs, interactive: bool) -> Result<i32, UsageError> {
     let mut run_args = run_args(&dirs, &dbt, args.workers, start, args.days, state_dir);
     if interactive {
         // In the TUI the late window stays failed until someone presses R.
-        run_args.retries = Some("0".into());
+        run_args.retries = Some(0);
     }
     println!(
         "dbt-herd demo: backfilling {} daily windows from {start} with {} workers; the {LATE_DAY} shipments file arrives late",
         args.days, args.workers
     );
     let prepared = start::prepare(&run_args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| usage!("cannot start the runtime: {e}"))?;
-    rt.block_on(async move {
-        let handle = start::start(prepared).map_err(|e| usage!("cannot open the journal: {e}"))?;
+    crate::entry::runtime()?.block_on(async move {
         let outcome = if interactive {
+            let handle = start::start(prepared, true)?;
             let opts = tui::TuiOptions {
                 observer: Some(late_delivery(dirs, "press R to retry the failed batch")),
                 ..Default::default()
             };
-            tui::run(handle, opts).await
+            tui::run(handle, opts).await?
         } else {
+            let handle = start::start(prepared, false)?;
             report::run_headless(
                 handle,
                 std::io::stdout(),
                 Some(late_delivery(dirs, "the batch's retry will pick it up")),
             )
-            .await
-        }
-        .map_err(|e| usage!("{e}"))?;
+            .await?
+        };
         Ok(outcome.exit_code())
     })
 }

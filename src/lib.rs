@@ -1,20 +1,25 @@
 //! dbt-herd: a supervisor for parallel dbt runs.
 //!
-//! The crate is one engine with two faces. `plan`, `dbt` and `engine` know nothing
-//! about terminals; `report` (headless lines) and, later, the TUI only consume
-//! engine events and send it commands.
+//! One engine with two faces. `plan`, `dbt` and `engine` know nothing about
+//! terminals; `report` (headless lines) and `tui` only consume engine events and
+//! send it commands. The binary calls `entry::main`; the few other public items
+//! are what the integration tests use.
 
-pub mod cli;
-pub mod config;
-pub mod dbt;
+mod cli;
+mod clock;
+mod config;
+mod dbt;
 pub mod demo;
-pub mod engine;
+mod engine;
+pub mod entry;
 pub mod error;
-pub mod plan;
-pub mod progress;
-pub mod report;
-pub mod start;
-pub mod state_dir;
-pub mod text;
-pub mod tui;
+mod plan;
+#[doc(hidden)]
+pub mod procfs;
+mod progress;
+mod report;
+mod start;
+mod state_dir;
+mod text;
+mod tui;
 pub mod venv;

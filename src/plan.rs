@@ -79,6 +79,24 @@ impl fmt::Display for Window {
     }
 }
 
+impl FromStr for Window {
+    type Err = UsageError;
+    fn from_str(s: &str) -> UsageResult<Window> {
+        parse_backfill(s)
+    }
+}
+
+/// Parses `--step`.
+pub fn parse_step(s: &str) -> UsageResult<Step> {
+    s.parse()
+}
+
+/// Parses an ISO date given to `--start`.
+pub fn parse_date(s: &str) -> UsageResult<NaiveDate> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| usage!("invalid --start '{s}': expected an ISO date (YYYY-MM-DD)"))
+}
+
 /// Parses `FROM..TO` (ISO dates, TO exclusive, FROM < TO).
 pub fn parse_backfill(s: &str) -> UsageResult<Window> {
     let (from, to) = s.split_once("..").ok_or_else(|| {

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::engine::{BatchStatus, BatchView, Command, EngineHandle, Event, RunInfo};
+use crate::clock::now_secs;
+use crate::engine::{
+    BatchStatus, BatchView, Command, EngineHandle, EngineOutcome, Event, RunInfo, SummaryStatus,
+};
+use crate::error::exit;
 use crate::progress::{Totals, eta_secs, fmt_duration};
-use crate::state_dir::Summary;
 use crate::text::sanitize::sanitize_plain;
 
 /// Longest untrusted text put on one line.
@@ -16,39 +19,38 @@ const MAX_TEXT: usize = 400;
 
 /// How the run ended, for the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     Completed,
     /// Stopped by a signal: SIGINT, SIGTERM or SIGHUP.
     Signalled(i32),
 }
 
-pub struct Outcome {
-    pub summary: Summary,
+pub(crate) struct Outcome {
+    pub engine: EngineOutcome,
     pub ending: Ending,
 }
 
 impl Outcome {
-    /// 0: every batch succeeded; 1: any failed, was cancelled or did not run;
-    /// 128 + signal when interrupted (130 for Ctrl-C).
+    /// 128 + signal when interrupted (130 for Ctrl-C); 3 when dbt-herd itself
+    /// failed (journal or summary not written); 0 when every batch succeeded; 1
+    /// when any failed, was cancelled or did not run.
     pub fn exit_code(&self) -> i32 {
         match self.ending {
-            Ending::Signalled(sig) => 128 + sig,
-            Ending::Completed
-                if self
-                    .summary
-                    .batches
-                    .iter()
-                    .all(|b| matches!(b.status.as_str(), "succeeded" | "split")) =>
-            {
-                0
-            }
-            Ending::Completed => 1,
+            Ending::Signalled(sig) => exit::SIGNAL_BASE + sig,
+            Ending::Completed if self.engine.fault.is_some() => exit::INTERNAL,
+            Ending::Completed if self.engine.summary.all_ok() => exit::OK,
+            Ending::Completed => exit::BATCHES_FAILED,
         }
+    }
+
+    /// What both faces print at the end.
+    pub fn closing_lines(&self, state_dir: Option<&str>, wall_s: f64) -> Vec<String> {
+        summary_lines(&self.engine, self.ending, state_dir, wall_s)
     }
 }
 
 /// Hooks for callers that want to act on events too (the demo's late delivery).
-pub type Observer = Box<dyn FnMut(&Event, &mut dyn Write) + Send>;
+pub(crate) type Observer = Box<dyn FnMut(&Event, &mut dyn Write) + Send>;
 
 struct Reporter<W: Write> {
     out: W,
@@ -191,11 +193,11 @@ impl<W: Write> Reporter<W> {
         self.line(&text);
     }
 
-    fn final_report(&mut self, summary: &Summary, ending: Ending) {
+    fn final_report(&mut self, outcome: &Outcome) {
         let _ = writeln!(self.out);
         let state_dir = self.info.as_ref().map(|i| i.state_dir.as_str());
         let wall = self.started.elapsed().as_secs_f64();
-        for line in summary_lines(summary, ending, state_dir, wall) {
+        for line in outcome.closing_lines(state_dir, wall) {
             let _ = writeln!(self.out, "{line}");
         }
         let _ = self.out.flush();
@@ -203,33 +205,28 @@ impl<W: Write> Reporter<W> {
 }
 
 /// The closing lines both faces print: verdict and counts, batches that did not
-/// succeed, and where the summary and the resume command are.
-pub fn summary_lines(
-    summary: &Summary,
+/// succeed, a failure of dbt-herd itself, and where the summary and the resume
+/// command are (only files that are really there are named).
+fn summary_lines(
+    engine: &EngineOutcome,
     ending: Ending,
     state_dir: Option<&str>,
     wall_s: f64,
 ) -> Vec<String> {
-    let count = |status: &str| {
-        summary
-            .batches
-            .iter()
-            .filter(|b| b.status == status)
-            .count()
-    };
-    let (succeeded, failed, cancelled) = (count("succeeded"), count("failed"), count("cancelled"));
-    let not_run = count("pending");
-    let done_ok = summary
-        .batches
-        .iter()
-        .all(|b| matches!(b.status.as_str(), "succeeded" | "split"));
+    let summary = &engine.summary;
+    let count = |status| summary.count(status);
+    let done_ok = summary.all_ok();
     let verdict = match ending {
         Ending::Signalled(_) => "interrupted",
         Ending::Completed if done_ok => "all batches succeeded",
         Ending::Completed => "some batches did not succeed",
     };
     let mut lines = vec![format!(
-        "summary: {verdict} · {succeeded} succeeded · {failed} failed · {cancelled} cancelled · {not_run} not run · wall {}",
+        "summary: {verdict} · {} succeeded · {} failed · {} cancelled · {} not run · wall {}",
+        count(SummaryStatus::Succeeded),
+        count(SummaryStatus::Failed),
+        count(SummaryStatus::Cancelled),
+        count(SummaryStatus::Pending),
         fmt_duration(wall_s)
     )];
     let empty = summary
@@ -242,7 +239,11 @@ pub fn summary_lines(
             "warning: {empty} batches selected no node (dbt exits 0 for that)"
         ));
     }
-    for b in summary.batches.iter().filter(|b| b.status == "failed") {
+    for b in summary
+        .batches
+        .iter()
+        .filter(|b| b.status == SummaryStatus::Failed)
+    {
         lines.push(format!(
             "  failed {} (attempts {}): {}",
             clean(&b.label),
@@ -250,30 +251,31 @@ pub fn summary_lines(
             clean(b.error.as_deref().unwrap_or("-"))
         ));
     }
-    if let Some(dir) = state_dir {
-        let dir = clean(dir);
-        lines.push(format!("summary.json: {dir}/summary.json"));
-        if !done_ok {
-            lines.push(format!("resume with: dbt-herd run --resume {dir}"));
-        }
+    if let Some(fault) = &engine.fault {
+        lines.push(format!("dbt-herd failed: {}", clean(fault)));
+    }
+    match &engine.summary_path {
+        Some(path) => lines.push(format!(
+            "summary.json: {}",
+            clean(&path.display().to_string())
+        )),
+        None => lines.push("summary.json: not written (see above)".into()),
+    }
+    if let Some(dir) = state_dir
+        && !done_ok
+    {
+        lines.push(format!("resume with: dbt-herd run --resume {}", clean(dir)));
     }
     lines
 }
 
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// Drives a run to the end with line output. The first SIGINT/SIGTERM/SIGHUP stops
 /// every batch with the stop ladder; a second SIGINT goes straight to SIGKILL.
-pub async fn run_headless<W: Write>(
+pub(crate) async fn run_headless<W: Write>(
     mut handle: EngineHandle,
     out: W,
     mut observer: Option<Observer>,
-) -> std::io::Result<Outcome> {
+) -> color_eyre::Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -289,14 +291,16 @@ pub async fn run_headless<W: Write>(
     tick.tick().await;
     loop {
         let sig = tokio::select! {
-            ev = handle.events.recv() => {
+            ev = handle.next_event() => {
                 let Some(ev) = ev else { break };
                 r.on_event(&ev);
                 if let Some(obs) = observer.as_mut() {
                     obs(&ev, &mut r.out);
                 }
                 match ev {
-                    Event::Idle => handle.send(Command::Shutdown { force: false }),
+                    Event::Idle => {
+                        handle.send(Command::Shutdown { force: false });
+                    }
                     Event::Stopped => break,
                     _ => {}
                 }
@@ -326,7 +330,10 @@ pub async fn run_headless<W: Write>(
         });
         handle.send(Command::Shutdown { force });
     }
-    let summary = handle.join.await.map_err(std::io::Error::other)?;
-    r.final_report(&summary, ending);
-    Ok(Outcome { summary, ending })
+    let outcome = Outcome {
+        engine: handle.finish().await?,
+        ending,
+    };
+    r.final_report(&outcome);
+    Ok(outcome)
 }

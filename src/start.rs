@@ -7,14 +7,14 @@ use std::sync::Arc;
 use crate::cli::RunArgs;
 use crate::config::{self, RunSettings};
 use crate::dbt::run_results;
-use crate::engine::core::Prior;
-use crate::engine::{self, EngineHandle, EngineSetup, journal};
-use crate::error::UsageResult;
+use crate::engine::journal::{self, JournalState};
+use crate::engine::protocol::Prior;
+use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
 use crate::plan::{self, Batch};
 use crate::state_dir::StateDir;
 use crate::usage;
 
-pub struct PreparedRun {
+pub(crate) struct PreparedRun {
     pub settings: RunSettings,
     pub plan: Vec<Batch>,
     pub state: StateDir,
@@ -25,66 +25,9 @@ pub struct PreparedRun {
 }
 
 /// Validates everything and sets up the state dir. Nothing is started yet.
-pub fn prepare(given: &RunArgs) -> UsageResult<PreparedRun> {
+pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
     if let Some(dir) = &given.resume {
-        let (state, stored) = StateDir::open_for_resume(dir)?;
-        let merged = config::merge_resume(&stored.args, given);
-        let settings = RunSettings::from_args(&merged)?;
-        let plan = plan::build(&settings.plan);
-        let past = journal::read(&state.journal_path()).map_err(|e| usage!("--resume: {e}"))?;
-        for batch in engine::sweep::sweep(&past.unfinished) {
-            eprintln!(
-                "dbt-herd: killed a dbt process of batch {batch} left running by the previous run"
-            );
-        }
-        let mut prior = BTreeMap::new();
-        let mut changed = Vec::new();
-        for b in &plan {
-            let Some(p) = past.last.get(&b.id) else {
-                continue;
-            };
-            let same = p.fp.as_deref() == Some(engine::run::fingerprint(&settings, b).as_str());
-            if !same {
-                // What it runs changed: start afresh (new attempts still numbered on).
-                if p.status == engine::BatchStatus::Succeeded {
-                    changed.push(b.id.clone());
-                }
-                prior.insert(
-                    b.id.clone(),
-                    Prior {
-                        attempts: p.attempts,
-                        stopped: true,
-                        ..Default::default()
-                    },
-                );
-                continue;
-            }
-            // The last attempt's own results, if its target dir still holds them,
-            // let a failed batch go on with `dbt retry`.
-            let results = p.last_invocation.as_deref().and_then(|inv| {
-                run_results::read(&state.target_dir(&b.id).join("run_results.json"), Some(inv)).ok()
-            });
-            prior.insert(
-                b.id.clone(),
-                Prior {
-                    succeeded: p.status == engine::BatchStatus::Succeeded,
-                    attempts: p.attempts,
-                    results,
-                    stopped: matches!(
-                        p.status,
-                        engine::BatchStatus::Cancelled | engine::BatchStatus::Running
-                    ),
-                },
-            );
-        }
-        state.store_run(&config::normalized_for_storage(&merged))?;
-        return Ok(PreparedRun {
-            settings,
-            plan,
-            state,
-            prior,
-            changed,
-        });
+        return prepare_resume(dir, given);
     }
     let settings = RunSettings::from_args(given)?;
     let plan = plan::build(&settings.plan);
@@ -99,7 +42,8 @@ pub fn prepare(given: &RunArgs) -> UsageResult<PreparedRun> {
             "state dir '{}' already holds a run; continue it with --resume {}",
             root.display(),
             root.display()
-        ));
+        )
+        .into());
     }
     let state = StateDir::new(root);
     state.create(&config::normalized_for_storage(given))?;
@@ -112,13 +56,97 @@ pub fn prepare(given: &RunArgs) -> UsageResult<PreparedRun> {
     })
 }
 
-/// Starts the engine on a prepared run with real dbt processes.
-pub fn start(p: PreparedRun) -> std::io::Result<EngineHandle> {
-    engine::run::spawn(EngineSetup {
+fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<PreparedRun> {
+    let (state, stored) = StateDir::open_for_resume(dir)?;
+    let merged = config::merge_resume(&stored.args, given);
+    let settings = RunSettings::from_args(&merged)?;
+    let plan = plan::build(&settings.plan);
+    let journal_path = state.journal_path();
+    let past = journal::read(&journal_path).map_err(|e| usage!("--resume: {e}"))?;
+    if past.torn_tail > 0 {
+        // Cut before anything is appended: a record glued to the torn one would
+        // make the journal unreadable for every later resume.
+        journal::cut_torn_tail(&journal_path).map_err(|e| {
+            color_eyre::eyre::eyre!("cannot repair the journal {}: {e}", journal_path.display())
+        })?;
+        eprintln!(
+            "dbt-herd: the journal's last record was cut short ({} bytes, a crash mid-write); it was removed",
+            past.torn_tail
+        );
+    }
+    for batch in engine::sweep::sweep(&past.unfinished) {
+        eprintln!(
+            "dbt-herd: killed a dbt process of batch {batch} left running by the previous run"
+        );
+    }
+    let (prior, changed) = priors(&settings, &plan, &state, &past);
+    state.store_run(&config::normalized_for_storage(&merged))?;
+    Ok(PreparedRun {
+        settings,
+        plan,
+        state,
+        prior,
+        changed,
+    })
+}
+
+/// What each batch of the plan carries over from the journal, and which batches
+/// that succeeded changed since.
+fn priors(
+    settings: &RunSettings,
+    plan: &[Batch],
+    state: &StateDir,
+    past: &JournalState,
+) -> (BTreeMap<String, Prior>, Vec<String>) {
+    let mut prior = BTreeMap::new();
+    let mut changed = Vec::new();
+    for b in plan {
+        let Some(p) = past.last.get(&b.id) else {
+            continue;
+        };
+        let same = p.fp.as_deref() == Some(engine::fingerprint(settings, b).as_str());
+        if !same {
+            // What it runs changed: start afresh (new attempts still numbered on).
+            if p.status == BatchStatus::Succeeded {
+                changed.push(b.id.clone());
+            }
+            prior.insert(
+                b.id.clone(),
+                Prior {
+                    attempts: p.attempts,
+                    stopped: true,
+                    ..Default::default()
+                },
+            );
+            continue;
+        }
+        // The last attempt's own results, if its target dir still holds them,
+        // let a failed batch go on with `dbt retry`.
+        let results = p.last_invocation.as_deref().and_then(|inv| {
+            run_results::read(&state.target_dir(&b.id).join("run_results.json"), Some(inv)).ok()
+        });
+        prior.insert(
+            b.id.clone(),
+            Prior {
+                succeeded: p.status == BatchStatus::Succeeded,
+                attempts: p.attempts,
+                results,
+                stopped: matches!(p.status, BatchStatus::Cancelled | BatchStatus::Running),
+            },
+        );
+    }
+    (prior, changed)
+}
+
+/// Starts the engine on a prepared run with real dbt processes. `logs`: whether
+/// the face shows dbt's log lines.
+pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHandle> {
+    engine::spawn(EngineSetup {
         settings: p.settings,
         plan: p.plan,
         state: p.state,
         prior: p.prior,
         launcher: Arc::new(engine::ProcessLauncher),
+        logs,
     })
 }

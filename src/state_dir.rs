@@ -13,24 +13,27 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use color_eyre::eyre::WrapErr;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::RunArgs;
-use crate::dbt::run_results::NodeCounts;
 use crate::error::UsageResult;
 use crate::usage;
 
-pub const RUN_FILE: &str = "run.json";
-pub const JOURNAL_FILE: &str = "journal.jsonl";
-pub const SUMMARY_FILE: &str = "summary.json";
+pub(crate) const RUN_FILE: &str = "run.json";
+pub(crate) const JOURNAL_FILE: &str = "journal.jsonl";
+pub(crate) const SUMMARY_FILE: &str = "summary.json";
+
+/// The layout of run.json; 1 stored numbers as text.
+const RUN_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     pub root: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredRun {
+pub(crate) struct StoredRun {
     pub format: u32,
     pub created_at: String,
     pub args: RunArgs,
@@ -68,21 +71,22 @@ impl StateDir {
     }
 
     /// Creates the dir for a new run and stores its options.
-    pub fn create(&self, args: &RunArgs) -> UsageResult<()> {
+    pub fn create(&self, args: &RunArgs) -> color_eyre::Result<()> {
         std::fs::create_dir_all(self.root.join("batches"))
-            .map_err(|e| usage!("cannot create state dir '{}': {e}", self.root.display()))?;
+            .wrap_err_with(|| format!("cannot create the state dir {}", self.root.display()))?;
         self.store_run(args)
     }
 
-    pub fn store_run(&self, args: &RunArgs) -> UsageResult<()> {
+    pub fn store_run(&self, args: &RunArgs) -> color_eyre::Result<()> {
         let run = StoredRun {
-            format: 1,
+            format: RUN_FORMAT,
             created_at: chrono::Utc::now().to_rfc3339(),
             args: args.clone(),
         };
-        let json = serde_json::to_vec_pretty(&run).unwrap_or_default();
-        write_atomic(&self.root.join(RUN_FILE), &json)
-            .map_err(|e| usage!("cannot write '{}': {e}", self.root.join(RUN_FILE).display()))
+        let path = self.root.join(RUN_FILE);
+        let json =
+            serde_json::to_vec_pretty(&run).wrap_err("cannot serialise the run's options")?;
+        write_atomic(&path, &json).wrap_err_with(|| format!("cannot write {}", path.display()))
     }
 
     /// Opens an existing state dir for `--resume`.
@@ -109,43 +113,21 @@ impl StateDir {
 
 /// Writes `bytes` to `path` via a temp file, fsync and rename, so a reader (or a
 /// crash) never sees half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// On failure the old file stays as it was and no temp file is left behind.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_data()?;
+        f.sync_data()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-/// summary.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub batches: Vec<BatchSummary>,
-    pub budget: u32,
-    pub workers: usize,
-    pub threads: u32,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BatchSummary {
-    pub id: String,
-    pub label: String,
-    /// succeeded | failed | cancelled | pending
-    pub status: String,
-    pub attempts: u32,
-    pub duration_s: f64,
-    pub nodes: NodeCounts,
-    pub error: Option<String>,
-    /// dbt matched no node for this batch's selection (it still exits 0).
-    pub nothing_selected: bool,
 }

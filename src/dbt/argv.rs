@@ -150,7 +150,8 @@ pub fn invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DbtCommand, EnvTemplate};
+    use crate::cli::DbtCommand;
+    use crate::config::EnvTemplate;
     use crate::plan::{PlanSpec, Step};
     use std::time::Duration;
 

@@ -8,20 +8,20 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::core::JournalEntry;
 use crate::engine::messages::BatchStatus;
+use crate::engine::protocol::JournalEntry;
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Record {
-    pub ts: String,
+struct Record {
+    ts: String,
     /// Fingerprint of what the batch runs, so a resume with a changed plan reruns it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fp: Option<String>,
+    fp: Option<String>,
     #[serde(flatten)]
-    pub entry: JournalEntry,
+    entry: JournalEntry,
 }
 
-pub struct Journal {
+pub(crate) struct Journal {
     file: File,
 }
 
@@ -47,7 +47,7 @@ impl Journal {
 
 /// What a journal says about one batch.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchPast {
+pub(crate) struct BatchPast {
     pub status: BatchStatus,
     /// The fingerprint it last ran with.
     pub fp: Option<String>,
@@ -57,25 +57,54 @@ pub struct BatchPast {
     pub last_invocation: Option<String>,
 }
 
-/// What a journal says about each batch.
-#[derive(Debug, Default, PartialEq)]
-pub struct JournalState {
-    pub last: BTreeMap<String, BatchPast>,
-    /// A torn last line (a crash mid-write) that was ignored.
-    pub torn_tail: bool,
-    /// (batch, attempt, pid) of children spawned but never recorded as finished:
-    /// a supervisor that died may have left them running.
-    pub unfinished: Vec<(String, u32, u32)>,
+/// A child spawned but never recorded as finished: a supervisor that died may
+/// have left it running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UnfinishedChild {
+    pub batch: String,
+    pub attempt: u32,
+    pub pid: u32,
 }
 
-/// Reads a journal. A torn last line is ignored (and reported); a corrupt line in
-/// the middle is an error, because silently skipping it could rerun or skip work.
-pub fn read(path: &Path) -> Result<JournalState, String> {
-    let text = match std::fs::read(path) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+/// What a journal says about each batch.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct JournalState {
+    pub last: BTreeMap<String, BatchPast>,
+    /// Bytes of a torn last line (a crash mid-write), ignored; 0 if none.
+    pub torn_tail: usize,
+    pub unfinished: Vec<UnfinishedChild>,
+}
+
+#[derive(Debug)]
+pub(crate) enum JournalError {
+    Read(std::io::Error),
+    /// A line in the middle that is not a record: skipping it could rerun or skip work.
+    Corrupt {
+        line: usize,
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Read(e) => write!(f, "cannot read the journal: {e}"),
+            JournalError::Corrupt { line, reason } => {
+                write!(f, "journal line {line}: corrupt record ({reason})")
+            }
+        }
+    }
+}
+
+/// Reads a journal. A torn last line is ignored and reported in `torn_tail`; a
+/// corrupt line in the middle is an error.
+pub(crate) fn read(path: &Path) -> Result<JournalState, JournalError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(JournalState::default()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(JournalError::Read(e)),
     };
+    let text = String::from_utf8_lossy(&bytes);
     let mut st = JournalState::default();
     let lines: Vec<&str> = text.split('\n').collect();
     let last_index = lines.len().saturating_sub(1);
@@ -87,21 +116,23 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
             Ok(r) => r,
             // The final line without its newline is a write cut short by a crash.
             Err(_) if i == last_index => {
-                st.torn_tail = true;
+                st.torn_tail = line.len();
                 continue;
             }
             Err(e) => {
-                return Err(format!(
-                    "{} line {}: corrupt record ({e})",
-                    path.display(),
-                    i + 1
-                ));
+                return Err(JournalError::Corrupt {
+                    line: i + 1,
+                    reason: e.to_string(),
+                });
             }
         };
-        if let JournalEntry::AttemptFinished { batch, attempt, .. } = &rec.entry {
-            st.unfinished
-                .retain(|(b, a, _)| !(b == batch && a == attempt));
-        }
+        st.take(rec);
+    }
+    Ok(st)
+}
+
+impl JournalState {
+    fn take(&mut self, rec: Record) {
         let (batch, status, attempt, invocation) = match rec.entry {
             JournalEntry::AttemptFinished {
                 batch,
@@ -109,7 +140,11 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
                 attempt,
                 invocation_id,
                 ..
-            } => (batch, status, attempt, Some(invocation_id)),
+            } => {
+                self.unfinished
+                    .retain(|u| !(u.batch == batch && u.attempt == attempt));
+                (batch, status, attempt, Some(invocation_id))
+            }
             JournalEntry::BatchStatus { batch, status } => (batch, status, 0, None),
             JournalEntry::AttemptStarted { batch, attempt, .. } => {
                 (batch, BatchStatus::Running, attempt, None)
@@ -119,12 +154,15 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
                 attempt,
                 pid,
             } => {
-                st.unfinished.push((batch, attempt, pid));
-                continue;
+                self.unfinished.push(UnfinishedChild {
+                    batch,
+                    attempt,
+                    pid,
+                });
+                return;
             }
         };
-
-        let past = st.last.entry(batch).or_insert(BatchPast {
+        let past = self.last.entry(batch).or_insert(BatchPast {
             status,
             fp: None,
             attempts: 0,
@@ -137,13 +175,34 @@ pub fn read(path: &Path) -> Result<JournalState, String> {
             past.last_invocation = inv;
         }
     }
-    Ok(st)
+}
+
+/// Cuts a torn last line, so that the next record starts on a line of its own
+/// (appending to it would glue two records into one corrupt line). Returns the
+/// bytes cut.
+pub(crate) fn cut_torn_tail(path: &Path) -> std::io::Result<u64> {
+    let bytes = std::fs::read(path)?;
+    if bytes.last().is_none_or(|&b| b == b'\n') {
+        return Ok(0);
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(keep as u64)?;
+    file.sync_all()?;
+    Ok((bytes.len() - keep) as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dbt::argv::AttemptKind;
+
+    fn status(batch: &str, status: BatchStatus) -> JournalEntry {
+        JournalEntry::BatchStatus {
+            batch: batch.into(),
+            status,
+        }
+    }
 
     #[test]
     fn round_trip_and_torn_tail() {
@@ -160,28 +219,16 @@ mod tests {
             Some("f1".into()),
         )
         .unwrap();
-        j.append(
-            JournalEntry::BatchStatus {
-                batch: "a".into(),
-                status: BatchStatus::Succeeded,
-            },
-            Some("f1".into()),
-        )
-        .unwrap();
-        j.append(
-            JournalEntry::BatchStatus {
-                batch: "b".into(),
-                status: BatchStatus::Failed,
-            },
-            Some("f2".into()),
-        )
-        .unwrap();
+        j.append(status("a", BatchStatus::Succeeded), Some("f1".into()))
+            .unwrap();
+        j.append(status("b", BatchStatus::Failed), Some("f2".into()))
+            .unwrap();
         let st = read(&p).unwrap();
         assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
         assert_eq!(st.last["a"].fp.as_deref(), Some("f1"));
         assert_eq!(st.last["a"].attempts, 1);
         assert_eq!(st.last["b"].status, BatchStatus::Failed);
-        assert!(!st.torn_tail);
+        assert_eq!(st.torn_tail, 0);
         assert!(st.unfinished.is_empty());
         j.append(
             JournalEntry::AttemptSpawned {
@@ -194,14 +241,48 @@ mod tests {
         .unwrap();
         assert_eq!(
             read(&p).unwrap().unfinished,
-            vec![("b".to_string(), 2, 4242)]
+            vec![UnfinishedChild {
+                batch: "b".into(),
+                attempt: 2,
+                pid: 4242
+            }]
         );
         // A crash mid-write leaves half a record at the end.
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(br#"{"ts":"x","record":"batch_sta"#).unwrap();
         let st = read(&p).unwrap();
-        assert!(st.torn_tail);
+        assert!(st.torn_tail > 0);
         assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
+    }
+
+    /// A torn tail is cut before anything is appended, so the journal stays
+    /// readable after any number of resumes.
+    #[test]
+    fn a_cut_tail_keeps_the_journal_readable_across_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.jsonl");
+        let mut j = Journal::open(&p).unwrap();
+        j.append(status("a", BatchStatus::Succeeded), None).unwrap();
+        j.append(status("b", BatchStatus::Failed), None).unwrap();
+        drop(j);
+        let len = std::fs::metadata(&p).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        assert!(read(&p).unwrap().torn_tail > 0);
+        assert!(cut_torn_tail(&p).unwrap() > 0);
+        assert_eq!(cut_torn_tail(&p).unwrap(), 0, "nothing more to cut");
+        let mut j = Journal::open(&p).unwrap();
+        j.append(status("b", BatchStatus::Succeeded), None).unwrap();
+        j.append(status("c", BatchStatus::Failed), None).unwrap();
+        let st = read(&p).unwrap();
+        assert_eq!(st.torn_tail, 0);
+        assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
+        assert_eq!(st.last["b"].status, BatchStatus::Succeeded);
+        assert_eq!(st.last["c"].status, BatchStatus::Failed);
     }
 
     #[test]
@@ -209,7 +290,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("journal.jsonl");
         std::fs::write(&p, "{garbage}\n{\"ts\":\"x\",\"record\":\"batch_status\",\"batch\":\"a\",\"status\":\"failed\"}\n").unwrap();
-        let e = read(&p).unwrap_err();
+        let e = read(&p).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
     }
 }

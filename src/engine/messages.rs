@@ -68,17 +68,6 @@ impl BatchStatus {
                 | BatchStatus::Split
         )
     }
-
-    /// The word used in summary.json (a running batch at the end counts as pending).
-    pub fn summary_word(self) -> &'static str {
-        match self {
-            BatchStatus::Pending | BatchStatus::Running => "pending",
-            BatchStatus::Succeeded => "succeeded",
-            BatchStatus::Failed => "failed",
-            BatchStatus::Cancelled => "cancelled",
-            BatchStatus::Split => "split",
-        }
-    }
 }
 
 /// A node that failed, for a person to act on.

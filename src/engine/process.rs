@@ -13,16 +13,33 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::dbt::argv::Invocation;
+use crate::procfs;
 
 static LIVE_GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn registry() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
     // A poisoned lock still holds a valid set; never panic on the way out.
-    LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner())
+    LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A child that leads its own process group.
+pub(crate) struct GroupChild {
+    pub child: tokio::process::Child,
+    /// The group's id: the child's pid. Never 0, so signalling it can never reach
+    /// dbt-herd's own group.
+    pub pgid: i32,
+}
+
+impl GroupChild {
+    pub fn pid(&self) -> u32 {
+        self.pgid.unsigned_abs()
+    }
 }
 
 /// Starts `inv` as the leader of a new process group with piped stdout/stderr.
-pub fn spawn_in_group(inv: &Invocation) -> std::io::Result<tokio::process::Child> {
+pub(crate) fn spawn_in_group(inv: &Invocation) -> std::io::Result<GroupChild> {
     let mut cmd = tokio::process::Command::new(&inv.program);
     cmd.args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
@@ -53,93 +70,54 @@ pub fn spawn_in_group(inv: &Invocation) -> std::io::Result<tokio::process::Child
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
-    if let Some(pid) = child.id() {
-        registry().insert(pid as i32);
-    }
-    Ok(child)
+    let mut child = cmd.spawn()?;
+    // A child without a pid has already been reaped: there is no group to own.
+    let pgid = match child.id().and_then(|p| i32::try_from(p).ok()) {
+        Some(p) if p > 0 => p,
+        _ => {
+            let _ = child.start_kill();
+            return Err(std::io::Error::other("the child has no process id"));
+        }
+    };
+    registry().insert(pgid);
+    Ok(GroupChild { child, pgid })
 }
 
 /// Signals every process in the group. A group that is already gone is not an error.
-pub fn signal_group(pgid: i32, sig: Signal) {
-    let _ = killpg(Pid::from_raw(pgid), sig);
-}
-
-/// Processes (pids) in the group that are not zombies. On Linux this reads /proc,
-/// because `kill(-pgid, 0)` also succeeds for zombies that init has not reaped yet.
-pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        // No /proc: fall back to asking the kernel whether the group exists.
-        return match killpg(Pid::from_raw(pgid), None) {
-            Ok(()) => vec![pgid],
-            Err(_) => Vec::new(),
-        };
-    };
-    let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some((state, pgrp)) = parse_stat(&stat)
-            && pgrp == pgid
-            && state != 'Z'
-            && state != 'X'
-        {
-            out.push(pid);
-        }
+pub(crate) fn signal_group(pgid: i32, sig: Signal) {
+    if pgid > 0 {
+        let _ = killpg(Pid::from_raw(pgid), sig);
     }
-    out
 }
 
-/// (state, pgrp) from a /proc/<pid>/stat line. The command name may hold spaces
-/// and parentheses, so fields are counted after the last ')'.
-pub fn parse_stat(stat: &str) -> Option<(char, i32)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let _ppid = fields.next()?;
-    let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
-}
-
-pub fn group_alive(pgid: i32) -> bool {
-    !group_members(pgid).is_empty()
+/// Whether any member of the group is alive (zombies do not count).
+pub(crate) fn group_alive(pgid: i32) -> bool {
+    if !procfs::available() {
+        // No /proc: ask the kernel whether the group exists at all.
+        return killpg(Pid::from_raw(pgid), None).is_ok();
+    }
+    !procfs::group_members(pgid).is_empty()
 }
 
 /// Forget a group once it is empty.
-pub fn unregister(pgid: i32) {
+pub(crate) fn unregister(pgid: i32) {
     registry().remove(&pgid);
 }
 
-/// Last resort on the way out (panic, error exit): SIGCONT then SIGKILL every group
-/// still registered. Normal shutdown never gets here with anything left.
-pub fn kill_all_registered() -> usize {
+/// Last resort on the way out (panic, error exit): SIGKILL every group still
+/// registered, then SIGCONT so that stopped members act on it. Normal shutdown
+/// never gets here with anything left.
+pub(crate) fn kill_all_registered() {
     let groups: Vec<i32> = registry().iter().copied().collect();
     for &g in &groups {
         signal_group(g, Signal::SIGKILL);
         signal_group(g, Signal::SIGCONT);
     }
-    groups.len()
-}
-
-pub fn registered_count() -> usize {
-    registry().len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stat_parsing_survives_odd_command_names() {
-        let s = "1234 (dbt (worker) 1) S 1 1234 1234 0 -1 4194560 1 0";
-        assert_eq!(parse_stat(s), Some(('S', 1234)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[tokio::test]
     async fn a_group_with_a_grandchild_is_alive_until_killed() {
@@ -149,15 +127,19 @@ mod tests {
             args: vec!["-c".into(), "trap '' TERM; sleep 30 & wait".into()],
             env: vec![],
         };
-        let mut child = spawn_in_group(&inv).unwrap();
-        let pgid = child.id().unwrap() as i32;
+        let mut g = spawn_in_group(&inv).unwrap();
+        let pgid = g.pgid;
+        assert!(pgid > 0 && registry().contains(&pgid));
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(group_members(pgid).len() >= 2, "leader and grandchild");
+        assert!(
+            procfs::group_members(pgid).len() >= 2,
+            "leader and grandchild"
+        );
         signal_group(pgid, Signal::SIGTERM);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert!(group_alive(pgid), "SIGTERM is ignored by the group");
         signal_group(pgid, Signal::SIGKILL);
-        let _ = child.wait().await;
+        let _ = g.child.wait().await;
         for _ in 0..50 {
             if !group_alive(pgid) {
                 break;

@@ -5,18 +5,23 @@
 use nix::sys::signal::Signal;
 
 use crate::dbt::argv::BATCH_ENV;
+use crate::engine::journal::UnfinishedChild;
 use crate::engine::process;
+use crate::procfs;
 
 /// Kills the groups of journal-recorded children that are still alive and still
 /// carry their batch's tag (a pid reused by an unrelated process is left alone).
 /// Returns the batch ids whose leftovers were killed.
-pub fn sweep(unfinished: &[(String, u32, u32)]) -> Vec<String> {
+pub(crate) fn sweep(unfinished: &[UnfinishedChild]) -> Vec<String> {
     let mut swept = Vec::new();
-    for (batch, _attempt, pid) in unfinished {
-        let pgid = *pid as i32;
-        let tagged = process::group_members(pgid)
+    for child in unfinished {
+        let Ok(pgid) = i32::try_from(child.pid) else {
+            continue;
+        };
+        let tag = format!("{BATCH_ENV}={}", child.batch);
+        let tagged = procfs::group_members(pgid)
             .into_iter()
-            .any(|p| has_tag(p, batch));
+            .any(|p| procfs::environ_contains(p, &tag));
         if !tagged {
             continue;
         }
@@ -28,15 +33,9 @@ pub fn sweep(unfinished: &[(String, u32, u32)]) -> Vec<String> {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        swept.push(batch.clone());
+        swept.push(child.batch.clone());
     }
     swept
-}
-
-fn has_tag(pid: i32, batch: &str) -> bool {
-    let needle = format!("{BATCH_ENV}={batch}");
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|env| env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -59,18 +58,22 @@ mod tests {
         };
         let mut ours = spawn(Some("b-sweep"));
         let mut other = spawn(None);
-        let (p1, p2) = (ours.id().unwrap(), other.id().unwrap());
-        let swept = sweep(&[("b-sweep".into(), 1, p1), ("b-sweep".into(), 1, p2)]);
+        let left = |pid: u32| UnfinishedChild {
+            batch: "b-sweep".into(),
+            attempt: 1,
+            pid,
+        };
+        let swept = sweep(&[left(ours.pid()), left(other.pid())]);
         assert_eq!(swept, vec!["b-sweep".to_string()]);
-        let status = ours.wait().await.unwrap();
+        let status = ours.child.wait().await.unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(9));
         assert!(
-            process::group_alive(p2 as i32),
+            process::group_alive(other.pgid),
             "an untagged process is not ours"
         );
-        other.kill().await.unwrap();
-        process::unregister(p1 as i32);
-        process::unregister(p2 as i32);
+        other.child.kill().await.unwrap();
+        process::unregister(ours.pgid);
+        process::unregister(other.pgid);
     }
 }

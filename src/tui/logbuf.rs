@@ -43,6 +43,7 @@ impl ShownLine {
         )
     }
 
+    #[cfg(test)]
     pub fn new(line: &LogLine) -> Self {
         Self::of(line, &line.text)
     }
@@ -95,10 +96,7 @@ impl LogBuffer {
         self.lines.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn first_seq(&self) -> u64 {
         self.first_seq
     }
@@ -107,6 +105,7 @@ impl LogBuffer {
         self.first_seq + self.lines.len() as u64
     }
 
+    #[cfg(test)]
     pub fn get(&self, seq: u64) -> Option<&ShownLine> {
         let i = seq.checked_sub(self.first_seq)?;
         self.lines.get(usize::try_from(i).ok()?)

@@ -1,12 +1,12 @@
 //! The terminal UI: the interactive face on the engine. It renders engine events
 //! and turns keys into engine commands; it spawns nothing and touches no files.
 
-pub mod app;
-pub mod keymap;
-pub mod layout;
-pub mod logbuf;
+pub(crate) mod app;
+pub(crate) mod keymap;
+pub(crate) mod layout;
+pub(crate) mod logbuf;
 mod terminal;
-pub mod theme;
-pub mod view;
+pub(crate) mod theme;
+pub(crate) mod view;
 
-pub use terminal::{TuiOptions, run};
+pub(crate) use terminal::{TuiOptions, run};

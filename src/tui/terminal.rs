@@ -5,6 +5,7 @@
 use std::io::{self, Stdout, Write};
 use std::time::{Duration, Instant};
 
+use color_eyre::eyre::WrapErr;
 use crossterm::event::{Event as TermEvent, EventStream};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
@@ -19,16 +20,17 @@ use tokio::time::MissedTickBehavior;
 use super::app::{App, Effect, Msg};
 use super::theme::Theme;
 use super::view;
+use crate::clock::now_secs;
 use crate::dbt::events::Level;
-use crate::engine::{EngineHandle, Event};
-use crate::report::{Ending, Observer, Outcome, summary_lines};
+use crate::engine::{Command, EngineHandle, Event};
+use crate::report::{Ending, Observer, Outcome};
 
 /// At most this often a frame (about 30 per second).
 const FRAME: Duration = Duration::from_millis(33);
 /// Engine events handled before the screen gets a chance to redraw.
 const EVENT_BATCH: usize = 4096;
 
-pub struct TuiOptions {
+pub(crate) struct TuiOptions {
     pub theme: Theme,
     /// Called on every engine event; what it writes becomes a notice (the demo's
     /// late delivery).
@@ -70,13 +72,6 @@ fn install_panic_restore() {
     }));
 }
 
-fn now_secs() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 struct FrameStats {
     draws: Vec<Duration>,
 }
@@ -100,7 +95,10 @@ impl FrameStats {
 
 /// Runs the TUI until the engine has stopped, then prints the summary on the
 /// normal screen and returns how the run ended.
-pub async fn run(mut handle: EngineHandle, mut opts: TuiOptions) -> io::Result<Outcome> {
+pub(crate) async fn run(
+    mut handle: EngineHandle,
+    mut opts: TuiOptions,
+) -> color_eyre::Result<Outcome> {
     install_panic_restore();
     let started = Instant::now();
     let mut term = match enter() {
@@ -108,9 +106,9 @@ pub async fn run(mut handle: EngineHandle, mut opts: TuiOptions) -> io::Result<O
         Err(e) => {
             // The engine is already running: stop it before reporting.
             leave();
-            handle.send(crate::engine::Command::Shutdown { force: false });
-            let _ = handle.join.await;
-            return Err(e);
+            handle.send(Command::Shutdown { force: false });
+            let _ = handle.finish().await;
+            return Err(e).wrap_err("cannot set up the terminal for the TUI");
         }
     };
     let size = term.size().unwrap_or_default();
@@ -120,20 +118,23 @@ pub async fn run(mut handle: EngineHandle, mut opts: TuiOptions) -> io::Result<O
     leave();
     if result.is_err() {
         // Whatever broke the loop, no dbt process outlives the run.
-        handle.send(crate::engine::Command::Shutdown { force: false });
+        handle.send(Command::Shutdown { force: false });
     }
-    let summary = handle.join.await.map_err(io::Error::other)?;
-    result?;
-    let ending = app.interrupted.map_or(Ending::Completed, Ending::Signalled);
+    let engine = handle.finish().await?;
+    result.wrap_err("the TUI failed")?;
+    let outcome = Outcome {
+        engine,
+        ending: app.interrupted.map_or(Ending::Completed, Ending::Signalled),
+    };
     let state_dir = app.info.as_ref().map(|i| i.state_dir.as_str());
     let mut out = io::stdout();
-    for line in summary_lines(&summary, ending, state_dir, started.elapsed().as_secs_f64()) {
+    for line in outcome.closing_lines(state_dir, started.elapsed().as_secs_f64()) {
         let _ = writeln!(out, "{line}");
     }
     if opts.frame_stats {
         eprintln!("{}", stats.report());
     }
-    Ok(Outcome { summary, ending })
+    Ok(outcome)
 }
 
 /// Hands an engine event to the app, and to the observer (whose words become a notice).
@@ -177,15 +178,15 @@ async fn event_loop(
 
     loop {
         let effects = tokio::select! {
-            ev = handle.events.recv() => {
+            ev = handle.next_event() => {
                 let Some(ev) = ev else { return Ok(()) };
                 let mut fx = feed(app, ev, &mut opts.observer);
                 // Take what else is queued before drawing, so a log flood costs
                 // one frame, not one frame per line.
                 for _ in 0..EVENT_BATCH {
-                    match handle.events.try_recv() {
-                        Ok(ev) => fx.extend(feed(app, ev, &mut opts.observer)),
-                        Err(_) => break,
+                    match handle.try_next_event() {
+                        Some(ev) => fx.extend(feed(app, ev, &mut opts.observer)),
+                        None => break,
                     }
                 }
                 dirty = true;
@@ -229,7 +230,15 @@ async fn event_loop(
         };
         for fx in effects {
             match fx {
-                Effect::Send(cmd) => handle.send(cmd),
+                Effect::Send(cmd) => {
+                    if !handle.send(cmd) {
+                        app.update(Msg::Engine(Event::Notice {
+                            level: Level::Warn,
+                            text: "the engine is busy: that key was not taken; press it again"
+                                .into(),
+                        }));
+                    }
+                }
                 Effect::Suspend => {
                     suspend(term)?;
                     dirty = true;

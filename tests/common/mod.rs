@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use dbt_herd::procfs;
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_dbt-herd"))
 }
@@ -17,13 +19,15 @@ pub fn fake_dbt() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/fake_dbt.py")
 }
 
-/// A unique tag for this test's processes.
+/// A unique tag for this test's processes: the test's name, this process, a
+/// counter and the time, so that no two tests (or two runs) share one.
 pub fn tag(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    )
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{name}-{}-{n}-{nanos}", std::process::id())
 }
 
 /// A minimal dbt project dir (the fake dbt only needs it to exist).
@@ -109,51 +113,19 @@ impl std::fmt::Debug for Proc {
 /// Live (non-zombie) processes whose environment holds `HERD_TEST_TAG=<tag>`.
 pub fn tagged_processes(tag: &str) -> Vec<Proc> {
     let needle = format!("HERD_TEST_TAG={tag}");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if !env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes()) {
-            continue;
-        }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let (state, pgid) = (
-            fields.first().copied().unwrap_or(""),
-            fields.get(2).and_then(|g| g.parse().ok()).unwrap_or(0),
-        );
-        if state == "Z" || state == "X" {
-            continue;
-        }
-        let argv = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|&c| c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect()
+    procfs::pids()
+        .into_iter()
+        .filter(|&pid| procfs::environ_contains(pid, &needle))
+        .filter_map(|pid| {
+            let stat = procfs::stat(pid).filter(|s| !s.is_gone())?;
+            Some(Proc {
+                pid,
+                pgid: stat.pgrp,
+                state: stat.state.to_string(),
+                argv: procfs::cmdline(pid),
             })
-            .unwrap_or_default();
-        out.push(Proc {
-            pid,
-            pgid,
-            state: state.to_string(),
-            argv,
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 /// The `--threads N` of a process's argv, if it has one (dbt leaders do).

@@ -8,10 +8,8 @@ use ratatui::backend::TestBackend;
 use super::draw;
 use crate::dbt::events::{Level, StatusClass};
 use crate::dbt::run_results::NodeCounts;
-use crate::engine::{
-    BatchResources, BatchStatus, BatchView, Event, FailingNode, LogLine, Resources, RunInfo,
-    WorkerView,
-};
+use crate::engine::messages::{BatchResources, FailingNode};
+use crate::engine::{BatchStatus, BatchView, Event, LogLine, Resources, RunInfo, WorkerView};
 use crate::tui::app::{App, Msg};
 use crate::tui::theme::Theme;
 

@@ -1,8 +1,17 @@
 //! Unit tests of the pure engine core: admission under the budget, retries,
 //! cancel, shutdown and worker changes, with plain values.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use super::*;
-use crate::dbt::run_results::{Metadata, NodeResult};
+use crate::dbt::argv::AttemptKind;
+use crate::dbt::events::{EventKind, Level};
+use crate::dbt::run_results::{Metadata, NodeResult, ReadError, RunResults};
+use crate::engine::messages::{BatchStatus, Command, Event};
+use crate::engine::protocol::{
+    AttemptCtl, AttemptKey, AttemptReport, Effect, ExitInfo, OutputLine, Prior,
+};
+use crate::plan::Batch;
 
 fn batches(n: usize) -> Vec<Batch> {
     (0..n)
@@ -66,8 +75,8 @@ fn exit(code: i32) -> ExitInfo {
     }
 }
 
-fn exited(key: AttemptKey, code: i32, results: Result<RunResults, ReadError>) -> AttemptMsg {
-    AttemptMsg::Exited {
+fn exited(key: AttemptKey, code: i32, results: Result<RunResults, ReadError>) -> AttemptReport {
+    AttemptReport::Exited {
         key,
         exit: exit(code),
         results,
@@ -120,7 +129,7 @@ fn spawned_but_not_exited_keeps_its_connections() {
     let l = launches(&c.start(0.0));
     assert_eq!(l.len(), 1);
     c.on_attempt(
-        AttemptMsg::Spawned {
+        AttemptReport::Spawned {
             key: l[0].0,
             pid: 42,
         },
@@ -128,7 +137,7 @@ fn spawned_but_not_exited_keeps_its_connections() {
     );
     // Output, results, anything but Exited: the slot stays held.
     c.on_attempt(
-        AttemptMsg::Results {
+        AttemptReport::Results {
             key: l[0].0,
             results: rr("i", &[("model.a", "success")]),
         },
@@ -194,7 +203,7 @@ fn failure_without_retries_reports_first_error() {
 fn killed_attempt_without_results_reruns_in_full() {
     let mut c = core(1, 1, 1, 1, 1);
     let l = launches(&c.start(0.0));
-    let msg = AttemptMsg::Exited {
+    let msg = AttemptReport::Exited {
         key: l[0].0,
         exit: ExitInfo {
             code: None,
@@ -233,11 +242,13 @@ fn retry_with_nothing_to_do_on_incomplete_batch_falls_back_to_full() {
         kind: EventKind::NothingToDo,
     };
     c.on_attempt(
-        AttemptMsg::Line {
+        AttemptReport::Line {
             key: k2,
-            stderr: false,
-            text: String::new(),
-            event: Some(nothing),
+            line: OutputLine {
+                stderr: false,
+                text: String::new(),
+                event: Some(nothing),
+            },
         },
         1.5,
     );
@@ -404,11 +415,13 @@ fn nothing_selected_is_flagged() {
         kind: EventKind::NothingSelected,
     };
     let fx = c.on_attempt(
-        AttemptMsg::Line {
+        AttemptReport::Line {
             key: l[0].0,
-            stderr: false,
-            text: String::new(),
-            event: Some(ev),
+            line: OutputLine {
+                stderr: false,
+                text: String::new(),
+                event: Some(ev),
+            },
         },
         0.5,
     );
@@ -443,7 +456,7 @@ fn spawn_failure_pauses_the_queue_instead_of_failing_everything() {
     let mut c = core(5, 2, 1, 2, 3);
     let l = launches(&c.start(0.0));
     let fx = c.on_attempt(
-        AttemptMsg::SpawnFailed {
+        AttemptReport::SpawnFailed {
             key: l[0].0,
             error: "No such file".into(),
         },
@@ -456,10 +469,11 @@ fn spawn_failure_pauses_the_queue_instead_of_failing_everything() {
 }
 
 /// Fault case: a thousand random exits, kills and commands. Held connections must
-/// always equal the threads of slots with a live attempt, never exceed the budget,
-/// and be zero when everything is over.
+/// always equal the threads of the attempts the test itself saw launched and has
+/// not yet ended, never exceed the budget, and be zero when everything is over.
 #[test]
 fn random_events_never_leak_or_exceed_the_budget() {
+    const THREADS: u32 = 2;
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut rand = move |n: u64| {
         seed = seed
@@ -467,79 +481,74 @@ fn random_events_never_leak_or_exceed_the_budget() {
             .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
-    let mut c = core(200, 4, 2, 7, 2);
-    c.start(0.0);
+    let mut c = core(200, 4, THREADS, 7, 2);
+    // The attempts this test knows are live: launched by the core, not yet ended
+    // by the test. Kept from the effects alone, never from the core's own state.
+    let mut live: BTreeSet<AttemptKey> = BTreeSet::new();
+    let track = |live: &mut BTreeSet<AttemptKey>, fx: Vec<Effect>| {
+        for (k, _, _) in launches(&fx) {
+            assert!(live.insert(k), "{k:?} launched twice");
+        }
+    };
+    let fx = c.start(0.0);
+    track(&mut live, fx);
     let mut t = 0.0;
     for _ in 0..1000 {
         t += 1.0;
-        let live: Vec<AttemptKey> = c
-            .slots
-            .iter()
-            .filter_map(|s| s.running.as_ref().map(|r| r.key))
-            .collect();
-        match rand(10) {
-            0..=5 if !live.is_empty() => {
-                let k = live[rand(live.len() as u64) as usize];
+        let keys: Vec<AttemptKey> = live.iter().copied().collect();
+        let fx = match rand(10) {
+            0..=5 if !keys.is_empty() => {
+                let k = keys[rand(keys.len() as u64) as usize];
                 let (code, signal, results) = match rand(4) {
                     0 => (Some(0), None, Ok(rr("i", &[("model.a", "success")]))),
                     1 => (Some(1), None, Ok(rr("i", &[("model.a", "error")]))),
                     2 => (None, Some(9), Err(ReadError::Missing)),
                     _ => (Some(2), None, Err(ReadError::Corrupt("x".into()))),
                 };
+                live.remove(&k);
                 c.on_attempt(
-                    AttemptMsg::Exited {
+                    AttemptReport::Exited {
                         key: k,
                         exit: ExitInfo { code, signal },
                         results,
                         group_clean: true,
                     },
                     t,
-                );
+                )
             }
-            6 if !live.is_empty() => {
-                let k = live[rand(live.len() as u64) as usize];
-                c.on_attempt(
-                    AttemptMsg::SpawnFailed {
+            6 if !keys.is_empty() => {
+                let k = keys[rand(keys.len() as u64) as usize];
+                live.remove(&k);
+                let mut fx = c.on_attempt(
+                    AttemptReport::SpawnFailed {
                         key: k,
                         error: "x".into(),
                     },
                     t,
                 );
-                c.on_command(Command::ResumeQueue, t);
+                fx.extend(c.on_command(Command::ResumeQueue, t));
+                fx
             }
-            7 => {
-                c.on_command(Command::SetWorkers(1 + rand(6) as usize), t);
-            }
-            8 => {
-                c.on_command(Command::Cancel(rand(200) as usize), t);
-            }
-            _ => {
-                c.on_command(Command::RetryAllFailed, t);
-            }
-        }
-        let expected: u32 = c.slots.iter().filter(|s| s.running.is_some()).count() as u32 * 2;
-        assert_eq!(c.budget_in_use(), expected);
-        assert!(c.budget_in_use() <= c.cfg.budget);
-        let running = c
-            .batches
-            .iter()
-            .filter(|b| b.status == BatchStatus::Running)
+            7 => c.on_command(Command::SetWorkers(1 + rand(6) as usize), t),
+            8 => c.on_command(Command::Cancel(rand(200) as usize), t),
+            _ => c.on_command(Command::RetryAllFailed, t),
+        };
+        track(&mut live, fx);
+        assert_eq!(c.budget_in_use(), live.len() as u32 * THREADS);
+        assert!(c.budget_in_use() <= c.budget());
+        let running = (0..c.batch_count())
+            .filter(|&b| c.view(b, t).status == BatchStatus::Running)
             .count();
         assert_eq!(
             running,
-            c.running_count(),
-            "a running batch is exactly a held slot"
+            live.len(),
+            "a running batch is exactly a live attempt"
         );
     }
     c.on_command(Command::Shutdown { force: true }, t);
-    let live: Vec<AttemptKey> = c
-        .slots
-        .iter()
-        .filter_map(|s| s.running.as_ref().map(|r| r.key))
-        .collect();
-    for k in live {
-        c.on_attempt(
-            AttemptMsg::Exited {
+    for k in std::mem::take(&mut live) {
+        let fx = c.on_attempt(
+            AttemptReport::Exited {
                 key: k,
                 exit: ExitInfo {
                     code: None,
@@ -549,6 +558,10 @@ fn random_events_never_leak_or_exceed_the_budget() {
                 group_clean: true,
             },
             t + 1.0,
+        );
+        assert!(
+            launches(&fx).is_empty(),
+            "nothing starts while shutting down"
         );
     }
     assert_eq!(c.budget_in_use(), 0);

@@ -4,7 +4,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::engine::{FailingNode, LogLine};
+use crate::engine::LogLine;
+use crate::engine::messages::FailingNode;
 
 pub(crate) fn batch(index: usize, status: BatchStatus) -> BatchView {
     let day = 4 + index;

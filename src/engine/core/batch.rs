@@ -1,0 +1,166 @@
+//! One batch's state in the core: its attempts, merged results and progress.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::dbt::argv::AttemptKind;
+use crate::dbt::events::{NodeRef, Position};
+use crate::dbt::run_results::MergedResults;
+use crate::engine::messages::BatchStatus;
+use crate::engine::protocol::{ExitInfo, Prior, StopReason};
+use crate::plan::Batch;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AttemptRecord {
+    pub number: u32,
+    pub kind: AttemptKind,
+    pub worker: usize,
+    pub started_at: f64,
+    pub finished_at: Option<f64>,
+    pub pid: Option<u32>,
+    pub invocation_id: Option<String>,
+    pub exit: Option<ExitInfo>,
+    /// This attempt's own run_results.json was read and matched its invocation.
+    pub wrote_results: bool,
+    pub stopped: Option<StopReason>,
+    pub nothing_to_do: bool,
+    /// run_results.json was there but unusable (stale, truncated, corrupt).
+    pub results_problem: Option<String>,
+    /// Nodes the events reported as error/fail: the fallback when no results file.
+    pub event_failures: u32,
+}
+
+impl AttemptRecord {
+    pub fn new(number: u32, kind: AttemptKind, worker: usize, started_at: f64) -> Self {
+        Self {
+            number,
+            kind,
+            worker,
+            started_at,
+            finished_at: None,
+            pid: None,
+            invocation_id: None,
+            exit: None,
+            wrote_results: false,
+            stopped: None,
+            nothing_to_do: false,
+            results_problem: None,
+            event_failures: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BatchState {
+    pub batch: Batch,
+    pub status: BatchStatus,
+    pub attempts: Vec<AttemptRecord>,
+    pub results: MergedResults,
+    pub nothing_selected: bool,
+    pub error: Option<String>,
+    pub last_error_line: Option<String>,
+    pub nodes_done: u32,
+    pub nodes_total: Option<u32>,
+    pub executing: BTreeSet<String>,
+    /// node unique_id → node path, for compiled SQL locations.
+    pub node_paths: BTreeMap<String, String>,
+    pub auto_retries_left: u32,
+    /// The next attempt must run in full (dbt retry had nothing to do, or was unsafe).
+    pub force_full: bool,
+    /// A `dbt ls` for splitting it is under way.
+    pub splitting: bool,
+}
+
+impl BatchState {
+    pub fn new(batch: Batch, retries: u32) -> Self {
+        Self {
+            status: BatchStatus::Pending,
+            batch,
+            attempts: Vec::new(),
+            results: MergedResults::default(),
+            nothing_selected: false,
+            error: None,
+            last_error_line: None,
+            nodes_done: 0,
+            nodes_total: None,
+            executing: BTreeSet::new(),
+            node_paths: BTreeMap::new(),
+            auto_retries_left: retries,
+            force_full: false,
+            splitting: false,
+        }
+    }
+
+    /// Attempt `number` (1-based), if it exists.
+    pub fn attempt(&self, number: u32) -> Option<&AttemptRecord> {
+        self.attempts.get(number.checked_sub(1)? as usize)
+    }
+
+    pub fn attempt_mut(&mut self, number: u32) -> Option<&mut AttemptRecord> {
+        self.attempts.get_mut(number.checked_sub(1)? as usize)
+    }
+
+    /// Only a batch that is not running (and not done) may be edited or split.
+    pub fn editable(&self) -> bool {
+        matches!(
+            self.status,
+            BatchStatus::Pending | BatchStatus::Failed | BatchStatus::Cancelled
+        )
+    }
+
+    /// Progress bookkeeping shared by a node's start, finish and skip: whether it
+    /// executes now, where its SQL is, and how many nodes are done of how many.
+    pub fn note_node(&mut self, node: &NodeRef, pos: Position, ended: bool) {
+        if ended {
+            self.executing.remove(&node.unique_id);
+            self.nodes_done += 1;
+        } else {
+            self.executing.insert(node.unique_id.clone());
+        }
+        if let Some(p) = &node.path {
+            self.node_paths.insert(node.unique_id.clone(), p.clone());
+        }
+        if self.nodes_total.is_none() {
+            self.nodes_total = pos.total;
+        }
+    }
+
+    /// A new attempt starts: what the last one showed gives way to what this one shows.
+    pub fn begin_attempt(&mut self, record: AttemptRecord) {
+        self.attempts.push(record);
+        self.status = BatchStatus::Running;
+        self.force_full = false;
+        // The previous attempt's error was shown while the batch waited; this
+        // attempt's own will replace it if it fails too.
+        self.error = None;
+        self.last_error_line = None;
+        self.nodes_done = 0;
+        self.nodes_total = None;
+        self.executing.clear();
+    }
+
+    /// Takes over a resumed batch's past, so that attempt numbers go on and a
+    /// failed batch continues with `dbt retry` in its target dir.
+    pub fn carry_over(&mut self, p: &Prior) {
+        for number in 1..=p.attempts {
+            let last = number == p.attempts;
+            let mut rec = AttemptRecord::new(number, AttemptKind::Full, 0, 0.0);
+            rec.finished_at = Some(0.0);
+            rec.wrote_results = last && p.results.is_some();
+            rec.stopped = (last && p.stopped).then_some(StopReason::Shutdown);
+            self.attempts.push(rec);
+        }
+        if let Some(rr) = &p.results {
+            self.results.merge(rr, p.attempts);
+        }
+        if p.succeeded {
+            self.status = BatchStatus::Succeeded;
+        }
+    }
+
+    /// The merged results say every node is done and fine. Used only to judge a
+    /// `dbt retry` that had nothing to do.
+    pub fn complete_enough(&self) -> bool {
+        let c = self.results.counts();
+        c.total() > 0 && !c.has_failures()
+    }
+}

@@ -1,0 +1,312 @@
+//! What attempts report (spawn, output, results, exit) and the verdict on each
+//! attempt: succeeded, failed, cancelled, or queued again.
+
+use super::EngineCore;
+use crate::dbt::argv::AttemptKind;
+use crate::dbt::events::{self, DbtEvent, EventKind, Level, StatusClass};
+use crate::dbt::run_results::{ReadError, RunResults};
+use crate::engine::messages::{BatchStatus, Event, LogLine};
+use crate::engine::protocol::{
+    AttemptKey, AttemptReport, Effect, ExitInfo, JournalEntry, OutputLine, StopReason,
+};
+
+impl EngineCore {
+    pub fn on_attempt(&mut self, msg: AttemptReport, now: f64) -> Vec<Effect> {
+        match msg {
+            AttemptReport::Spawned { key, pid } => {
+                let Some(a) = self.attempt_mut(key) else {
+                    return Vec::new();
+                };
+                a.pid = Some(pid);
+                vec![
+                    Effect::Journal(JournalEntry::AttemptSpawned {
+                        batch: self.batches[key.batch].batch.id.clone(),
+                        attempt: key.attempt,
+                        pid,
+                    }),
+                    self.batch_changed(key.batch, now),
+                ]
+            }
+            AttemptReport::Line { key, line } => self.on_line(key, line, now),
+            AttemptReport::Shed { key, lines } => {
+                self.shed_line(key.batch, lines).into_iter().collect()
+            }
+            AttemptReport::Results { key, results } => {
+                self.take_results(key, &results);
+                vec![self.batch_changed(key.batch, now)]
+            }
+            AttemptReport::SpawnFailed { key, error } => {
+                let mut fx = vec![self.release(key)];
+                let st = &mut self.batches[key.batch];
+                st.error = Some(format!("could not start dbt: {error}"));
+                // Without a process there is nothing a retry would do differently;
+                // pausing the queue avoids burning through every batch the same way.
+                st.auto_retries_left = 0;
+                self.queue_paused = true;
+                fx.push(Self::notice(
+                    Level::Error,
+                    format!("could not start dbt ({error}); the queue is paused"),
+                ));
+                fx.push(Effect::Emit(Event::QueuePaused(true)));
+                fx.extend(self.finish(key, None, BatchStatus::Failed, now));
+                fx
+            }
+            AttemptReport::Exited {
+                key,
+                exit,
+                results,
+                group_clean,
+            } => {
+                let mut fx = vec![self.release(key)];
+                let id = self.batches[key.batch].batch.id.clone();
+                if !group_clean {
+                    fx.push(Self::notice(
+                        Level::Error,
+                        format!("batch {id}: processes of its dbt group survived SIGKILL"),
+                    ));
+                }
+                match results {
+                    Ok(rr) => self.take_results(key, &rr),
+                    Err(ReadError::Missing) => {}
+                    Err(e) => {
+                        // Never counted as success: a stale or broken file says
+                        // nothing about what this attempt did.
+                        if let Some(a) = self.attempt_mut(key) {
+                            a.results_problem = Some(e.to_string());
+                        }
+                        fx.push(Self::notice(Level::Warn, format!("batch {id}: {e}")));
+                    }
+                }
+                let status = self.verdict(key, exit);
+                fx.extend(self.finish(key, Some(exit), status, now));
+                fx
+            }
+        }
+    }
+
+    /// The shell could not start an attempt it was asked to launch (the journal
+    /// cannot record it): the slot is freed and the batch waits at the front of
+    /// the queue, as if it had never been dispatched.
+    pub fn not_started(&mut self, key: AttemptKey, reason: &str, now: f64) -> Vec<Effect> {
+        let mut fx = vec![self.release(key)];
+        let st = &mut self.batches[key.batch];
+        if st.attempts.len() == key.attempt as usize {
+            st.attempts.pop();
+        }
+        st.error = Some(format!("not started: {reason}"));
+        self.queue.push_front(key.batch);
+        fx.extend(self.set_status(key.batch, BatchStatus::Pending, now));
+        fx.push(self.queue_changed());
+        fx.extend(self.dispatch(now));
+        fx
+    }
+
+    fn take_results(&mut self, key: AttemptKey, rr: &RunResults) {
+        if let Some(a) = self.attempt_mut(key) {
+            a.wrote_results = true;
+        }
+        self.batches[key.batch].results.merge(rr, key.attempt);
+    }
+
+    /// A log line saying how many lines were not shown, and where they are.
+    pub fn shed_line(&self, b: usize, lines: u64) -> Option<Effect> {
+        let worker = self.batches.get(b)?.attempts.last().map_or(0, |a| a.worker);
+        Some(Effect::Emit(Event::Log {
+            batch: b,
+            worker,
+            line: LogLine {
+                level: Level::Warn,
+                class: None,
+                text: format!(
+                    "… {lines} lines not shown here; the full log is in {}",
+                    self.log_location(b)
+                ),
+                plain: true,
+            },
+        }))
+    }
+
+    fn on_line(&mut self, key: AttemptKey, line: OutputLine, now: f64) -> Vec<Effect> {
+        let st = &mut self.batches[key.batch];
+        let worker = st.attempt(key.attempt).map_or(0, |a| a.worker);
+        let (shown, changed) = match line.event {
+            None if line.text.trim().is_empty() => return Vec::new(),
+            None => (
+                Some(LogLine {
+                    level: if line.stderr {
+                        Level::Warn
+                    } else {
+                        Level::Info
+                    },
+                    class: None,
+                    text: line.text,
+                    plain: true,
+                }),
+                false,
+            ),
+            Some(ev) => {
+                let changed = self.note_event(key, &ev);
+                let shown = events::render(&ev).map(|text| LogLine {
+                    level: ev.level,
+                    class: match &ev.kind {
+                        EventKind::NodeFinished { status, .. } => {
+                            Some(events::status_class(status))
+                        }
+                        EventKind::NodeSkipped { .. } => Some(StatusClass::Skipped),
+                        _ => None,
+                    },
+                    text,
+                    plain: false,
+                });
+                (shown, changed)
+            }
+        };
+        let mut fx = Vec::new();
+        if let Some(line) = shown {
+            fx.push(Effect::Emit(Event::Log {
+                batch: key.batch,
+                worker,
+                line,
+            }));
+        }
+        if changed {
+            fx.push(self.batch_changed(key.batch, now));
+        }
+        fx
+    }
+
+    /// Takes what a dbt event says about the batch's progress; true if the batch
+    /// view changed.
+    fn note_event(&mut self, key: AttemptKey, ev: &DbtEvent) -> bool {
+        let st = &mut self.batches[key.batch];
+        if ev.level == Level::Error && !ev.msg.trim().is_empty() {
+            st.last_error_line = Some(ev.msg.clone());
+        }
+        let attempt = st.attempt_mut(key.attempt);
+        if let (Some(a), Some(inv)) = (attempt, &ev.invocation_id)
+            && a.invocation_id.is_none()
+        {
+            a.invocation_id = Some(inv.clone());
+        }
+        match &ev.kind {
+            EventKind::Concurrency { nodes, .. } => st.nodes_total = Some(*nodes),
+            EventKind::NodeStarted { node, pos } => st.note_node(node, *pos, false),
+            EventKind::NodeFinished {
+                node, pos, status, ..
+            } => {
+                st.note_node(node, *pos, true);
+                if events::status_class(status) == StatusClass::Bad
+                    && let Some(a) = st.attempt_mut(key.attempt)
+                {
+                    a.event_failures += 1;
+                }
+            }
+            EventKind::NodeSkipped { node, pos } => st.note_node(node, *pos, true),
+            EventKind::NothingSelected => st.nothing_selected = true,
+            EventKind::NothingToDo => {
+                if let Some(a) = st.attempt_mut(key.attempt) {
+                    a.nothing_to_do = true;
+                }
+                return false;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// The batch's status after an attempt exits.
+    pub fn verdict(&self, key: AttemptKey, exit: ExitInfo) -> BatchStatus {
+        let st = &self.batches[key.batch];
+        let Some(a) = st.attempt(key.attempt) else {
+            return BatchStatus::Failed;
+        };
+        let clean = exit.code == Some(0)
+            && !st.results.counts().has_failures()
+            && a.results_problem.is_none()
+            && (a.wrote_results || a.event_failures == 0);
+        if clean && !(a.nothing_to_do && a.kind == AttemptKind::Retry && !st.complete_enough()) {
+            return BatchStatus::Succeeded;
+        }
+        if a.stopped.is_some() {
+            return BatchStatus::Cancelled;
+        }
+        BatchStatus::Failed
+    }
+
+    fn finish(
+        &mut self,
+        key: AttemptKey,
+        exit: Option<ExitInfo>,
+        status: BatchStatus,
+        now: f64,
+    ) -> Vec<Effect> {
+        let shutting_down = self.shutting_down;
+        let st = &mut self.batches[key.batch];
+        let (kind, nothing_to_do, invocation_id, stopped) = match st.attempt_mut(key.attempt) {
+            Some(a) => {
+                a.finished_at = Some(now);
+                a.exit = exit;
+                (a.kind, a.nothing_to_do, a.invocation_id.clone(), a.stopped)
+            }
+            None => (AttemptKind::Full, false, None, None),
+        };
+        st.executing.clear();
+        st.error = match (status, stopped) {
+            (BatchStatus::Succeeded, _) => None,
+            // What an interrupted dbt prints (a traceback, "cancelled") is noise: say who stopped it.
+            (BatchStatus::Cancelled, Some(StopReason::Cancel)) => {
+                Some("cancelled by the user".into())
+            }
+            (BatchStatus::Cancelled, Some(StopReason::Shutdown)) => {
+                Some("stopped when the run was stopped".into())
+            }
+            _ => st
+                .results
+                .first_error()
+                .or_else(|| {
+                    st.attempt(key.attempt)
+                        .and_then(|a| a.results_problem.clone())
+                })
+                .or_else(|| st.last_error_line.clone())
+                .or_else(|| st.error.clone())
+                .or_else(|| exit.map(|e| e.describe())),
+        };
+        // dbt retry said "nothing to do" but the batch is not complete (its failing
+        // nodes are unknown to dbt): run it again in full, without using up a retry.
+        let retry_fell_short = kind == AttemptKind::Retry
+            && nothing_to_do
+            && exit.is_some_and(|e| e.code == Some(0))
+            && !st.complete_enough();
+        let mut status = status;
+        let requeue = if retry_fell_short && !shutting_down {
+            st.force_full = true;
+            status = BatchStatus::Pending;
+            Some(true)
+        } else if status == BatchStatus::Failed && st.auto_retries_left > 0 && !shutting_down {
+            st.auto_retries_left -= 1;
+            status = BatchStatus::Pending;
+            // At the back: a transient cause (a late file, a busy warehouse) gets time to clear.
+            Some(false)
+        } else {
+            None
+        };
+        let mut fx = vec![Effect::Journal(JournalEntry::AttemptFinished {
+            batch: st.batch.id.clone(),
+            attempt: key.attempt,
+            exit,
+            status,
+            invocation_id,
+        })];
+        match requeue {
+            Some(true) => self.queue.push_front(key.batch),
+            Some(false) => self.queue.push_back(key.batch),
+            None => {}
+        }
+        fx.extend(self.set_status(key.batch, status, now));
+        if requeue.is_some() {
+            fx.push(self.queue_changed());
+        }
+        fx.extend(self.dispatch(now));
+        fx
+    }
+}

@@ -1,0 +1,138 @@
+//! Changing what a batch runs: editing its selector and vars, and splitting it
+//! into one batch per model.
+
+use std::collections::HashSet;
+
+use super::EngineCore;
+use super::batch::BatchState;
+use crate::dbt::events::Level;
+use crate::dbt::run_results::MergedResults;
+use crate::engine::messages::{BatchStatus, Event};
+use crate::engine::protocol::Effect;
+use crate::plan::{self, Batch};
+
+impl EngineCore {
+    pub(super) fn edit_batch(
+        &mut self,
+        b: usize,
+        select: Option<String>,
+        vars: &str,
+        now: f64,
+    ) -> Vec<Effect> {
+        if !self.batches[b].editable() {
+            return vec![Self::notice(
+                Level::Warn,
+                "only a pending, failed or cancelled batch can be edited",
+            )];
+        }
+        let vars = match plan::parse_vars(vars) {
+            Ok(v) => v,
+            Err(e) => return vec![Self::notice(Level::Error, e.0)],
+        };
+        let st = &mut self.batches[b];
+        st.batch.select = select.filter(|s| !s.trim().is_empty());
+        st.batch.vars = vars;
+        st.batch.label = plan::label_for(st.batch.window.as_ref(), st.batch.select.as_deref());
+        // Results of the old selection say nothing about the new one.
+        st.results = MergedResults::default();
+        st.force_full = true;
+        st.nothing_selected = false;
+        let mut fx = if st.status == BatchStatus::Pending {
+            vec![self.batch_changed(b, now)]
+        } else {
+            self.requeue(b, now)
+        };
+        fx.push(Effect::WriteSummary);
+        fx
+    }
+
+    pub(super) fn request_split(&mut self, b: usize) -> Vec<Effect> {
+        let st = &mut self.batches[b];
+        if !st.editable() || st.splitting {
+            return vec![Self::notice(
+                Level::Warn,
+                "only a pending, failed or cancelled batch can be split",
+            )];
+        }
+        st.splitting = true;
+        vec![
+            Effect::ListModels { batch: b },
+            Self::notice(
+                Level::Info,
+                format!("listing the models of {} (dbt ls)", st.batch.label),
+            ),
+        ]
+    }
+
+    /// The answer to `Effect::ListModels`: replace the batch by one batch per model,
+    /// queued where it stood.
+    pub fn on_listed(
+        &mut self,
+        b: usize,
+        models: Result<Vec<String>, String>,
+        now: f64,
+    ) -> Vec<Effect> {
+        self.batches[b].splitting = false;
+        let label = self.batches[b].batch.label.clone();
+        let models = match models {
+            Err(e) => return vec![Self::notice(Level::Error, format!("dbt ls failed: {e}"))],
+            Ok(m) if m.len() < 2 => {
+                return vec![Self::notice(
+                    Level::Warn,
+                    format!("{label} has {} model(s): nothing to split", m.len()),
+                )];
+            }
+            Ok(_) if !self.batches[b].editable() => {
+                return vec![Self::notice(
+                    Level::Warn,
+                    "the batch started meanwhile; not split",
+                )];
+            }
+            Ok(m) => m,
+        };
+        let parent = self.batches[b].batch.clone();
+        let at = self.queue.iter().position(|&q| q == b);
+        self.queue.retain(|&q| q != b);
+        let first = self.batches.len();
+        let mut taken: HashSet<String> = self.batches.iter().map(|s| s.batch.id.clone()).collect();
+        for model in &models {
+            let base = format!("{}-{}", parent.id, plan::slug(model));
+            let mut id = base.clone();
+            let mut n = 2;
+            while taken.contains(&id) {
+                id = format!("{base}-{n}");
+                n += 1;
+            }
+            taken.insert(id.clone());
+            let batch = Batch {
+                id,
+                label: plan::label_for(parent.window.as_ref(), Some(model)),
+                select: Some(model.clone()),
+                window: parent.window,
+                vars: parent.vars.clone(),
+            };
+            self.batches.push(BatchState::new(batch, self.cfg.retries));
+        }
+        let new: Vec<usize> = (first..self.batches.len()).collect();
+        match at {
+            Some(pos) => {
+                for (k, &i) in new.iter().enumerate() {
+                    self.queue.insert(pos + k, i);
+                }
+            }
+            None => self.queue.extend(new.iter().copied()),
+        }
+        self.wake();
+        let mut fx = self.set_status(b, BatchStatus::Split, now);
+        fx.push(Effect::Emit(Event::BatchesAdded(
+            new.iter().map(|&i| self.view(i, now)).collect(),
+        )));
+        fx.push(self.queue_changed());
+        fx.push(Self::notice(
+            Level::Info,
+            format!("{label} split into {} batches, one per model", models.len()),
+        ));
+        fx.extend(self.dispatch(now));
+        fx
+    }
+}

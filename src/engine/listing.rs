@@ -1,0 +1,45 @@
+//! `dbt ls` of one batch's models, for a split: run in the background, in its own
+//! process group like every other child, answered through a channel.
+
+use nix::sys::signal::Signal;
+use tokio::sync::mpsc;
+
+use crate::dbt::argv::{self, Invocation};
+use crate::engine::process;
+
+/// The models of a batch, or why they could not be listed.
+#[derive(Debug)]
+pub(crate) struct Listed {
+    pub batch: usize,
+    pub models: Result<Vec<String>, String>,
+}
+
+pub(crate) fn spawn(batch: usize, inv: Invocation, answer: mpsc::Sender<Listed>) {
+    tokio::spawn(async move {
+        let models = list(&inv).await;
+        let _ = answer.send(Listed { batch, models }).await;
+    });
+}
+
+async fn list(inv: &Invocation) -> Result<Vec<String>, String> {
+    let g = process::spawn_in_group(inv).map_err(|e| e.to_string())?;
+    let pgid = g.pgid;
+    let out = g.child.wait_with_output().await;
+    // dbt is done; anything it left in its group goes with it.
+    process::signal_group(pgid, Signal::SIGKILL);
+    process::unregister(pgid);
+    let out = out.map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+        return Err(text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("failed")
+            .trim()
+            .to_string());
+    }
+    Ok(argv::parse_model_list(&String::from_utf8_lossy(
+        &out.stdout,
+    )))
+}

@@ -1,0 +1,371 @@
+//! The engine's async shell: one task owns the `EngineCore`, feeds it commands,
+//! attempt reports, `dbt ls` answers and resource samples, and carries out the
+//! effects it returns (launch, signal, journal, summary, events).
+//!
+//! Every channel is bounded. Attempts shed display lines when the engine is
+//! behind; the outbox sheds log lines when a face is behind. Nothing that moves a
+//! batch forward is ever dropped, and nothing waits on a face.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use color_eyre::eyre::WrapErr;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::now_secs;
+use crate::config::RunSettings;
+use crate::dbt::argv::{self, AttemptKind};
+use crate::dbt::events::Level;
+use crate::engine::core::{CoreConfig, EngineCore};
+use crate::engine::fingerprint::fingerprint;
+use crate::engine::journal::Journal;
+use crate::engine::launcher::{AttemptSpec, Launcher};
+use crate::engine::listing::{self, Listed};
+use crate::engine::messages::{Command, Event, Resources};
+use crate::engine::outbox::Outbox;
+use crate::engine::protocol::{AttemptCtl, AttemptKey, AttemptReport, Effect, JournalEntry, Prior};
+use crate::engine::sampler::{self, LiveGroups};
+use crate::engine::summary::Summary;
+use crate::engine::{EngineHandle, EngineOutcome};
+use crate::plan::Batch;
+use crate::state_dir::{StateDir, write_atomic};
+
+/// Attempt reports waiting for the engine (display lines beyond this are shed).
+const REPORTS: usize = 1024;
+/// Events waiting for a face (log lines beyond this are shed).
+const EVENTS: usize = 1024;
+const COMMANDS: usize = 64;
+/// Orders for one attempt: a handful at most (stop, kill, suspend, resume).
+const CONTROLS: usize = 16;
+/// Reports handled before the summary and the faces catch up.
+const REPORT_BATCH: usize = 256;
+
+/// What the engine needs to start.
+pub(crate) struct EngineSetup {
+    pub settings: RunSettings,
+    pub plan: Vec<Batch>,
+    pub state: StateDir,
+    /// What a resumed journal says about batches, by id.
+    pub prior: BTreeMap<String, Prior>,
+    pub launcher: Arc<dyn Launcher>,
+    /// Whether the face shows dbt's log lines (the headless reporter does not).
+    pub logs: bool,
+}
+
+/// Starts the engine task.
+pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
+    let EngineSetup {
+        settings,
+        plan,
+        state,
+        prior,
+        launcher,
+        logs,
+    } = setup;
+    let journal_path = state.journal_path();
+    let journal = Journal::open(&journal_path)
+        .wrap_err_with(|| format!("cannot open the journal {}", journal_path.display()))?;
+    let cfg = CoreConfig {
+        threads: settings.threads,
+        budget: settings.budget,
+        retries: settings.retries,
+        workers: settings.workers,
+        state_dir: state.root.display().to_string(),
+        command: settings.command.to_string(),
+        compiled_root_name: project_name(&settings.project_dir),
+    };
+    let (commands_tx, commands) = mpsc::channel(COMMANDS);
+    let (events_tx, events) = mpsc::channel(EVENTS);
+    let (reports_tx, reports) = mpsc::channel(REPORTS);
+    let (listed_tx, listed) = mpsc::channel(16);
+    let (samples_tx, samples) = mpsc::channel(1);
+    let (groups_tx, groups_rx) = watch::channel(Vec::new());
+    let sampler_error = sampler::spawn(groups_rx, samples_tx).err();
+    let shell = Shell {
+        core: EngineCore::new(cfg, plan, &prior),
+        settings,
+        state,
+        journal: Some(journal),
+        fault: None,
+        controls: HashMap::new(),
+        launcher,
+        reports: reports_tx,
+        listed: listed_tx,
+        outbox: Outbox::new(events_tx, logs),
+        summary_due: false,
+        summary_written: false,
+        started_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let inputs = Inputs {
+        commands,
+        reports,
+        listed,
+        samples,
+        groups: groups_tx,
+    };
+    let join = tokio::spawn(shell.run(inputs, sampler_error));
+    Ok(EngineHandle::new(commands_tx, events, join))
+}
+
+/// The dbt project's name, for locating compiled SQL under `target/compiled/<name>/`.
+fn project_name(project_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(project_dir.join("dbt_project.yml")).ok()?;
+    let v: serde_json::Value = serde_yaml_ng::from_str(&text).ok()?;
+    v.get("name")?.as_str().map(str::to_string)
+}
+
+struct Inputs {
+    commands: mpsc::Receiver<Command>,
+    reports: mpsc::Receiver<AttemptReport>,
+    listed: mpsc::Receiver<Listed>,
+    samples: mpsc::Receiver<Resources>,
+    /// The process groups the sampler should measure.
+    groups: watch::Sender<LiveGroups>,
+}
+
+struct Shell {
+    core: EngineCore,
+    settings: RunSettings,
+    state: StateDir,
+    /// `None` after a write error: we stop trusting it and stop scheduling.
+    journal: Option<Journal>,
+    /// The first failure of dbt-herd itself, for the exit status.
+    fault: Option<String>,
+    controls: HashMap<AttemptKey, mpsc::Sender<AttemptCtl>>,
+    launcher: Arc<dyn Launcher>,
+    reports: mpsc::Sender<AttemptReport>,
+    listed: mpsc::Sender<Listed>,
+    outbox: Outbox,
+    summary_due: bool,
+    /// The last write of summary.json succeeded.
+    summary_written: bool,
+    started_at: String,
+}
+
+impl Shell {
+    async fn run(
+        mut self,
+        mut inp: Inputs,
+        sampler_error: Option<std::io::Error>,
+    ) -> EngineOutcome {
+        let fx = self.core.start(now_secs());
+        self.apply(fx);
+        if let Some(e) = sampler_error {
+            self.outbox.push(Event::Notice {
+                level: Level::Warn,
+                text: format!("no CPU or memory figures: cannot start the sampler thread ({e})"),
+            });
+        }
+        self.catch_up(&inp.groups);
+        let events = self.outbox.sender();
+        let mut batch = Vec::with_capacity(REPORT_BATCH);
+        let mut commands_open = true;
+        while !self.core.is_finished() {
+            tokio::select! {
+                // Commands first: a stop must not wait behind a flood of output.
+                biased;
+                c = inp.commands.recv(), if commands_open => {
+                    let cmd = c.unwrap_or_else(|| {
+                        // A face that let go of the engine without a word stops the run.
+                        commands_open = false;
+                        Command::Shutdown { force: false }
+                    });
+                    let fx = self.core.on_command(cmd, now_secs());
+                    self.apply(fx);
+                }
+                n = inp.reports.recv_many(&mut batch, REPORT_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for m in batch.drain(..) {
+                        self.on_report(m);
+                    }
+                }
+                Some(l) = inp.listed.recv() => {
+                    let fx = self.core.on_listed(l.batch, l.models, now_secs());
+                    self.apply(fx);
+                }
+                Some(r) = inp.samples.recv() => self.outbox.push(Event::Resources(r)),
+                // Room for what waits: `catch_up` below sends it.
+                Ok(permit) = events.reserve(), if self.outbox.waiting() => drop(permit),
+            }
+            self.catch_up(&inp.groups);
+        }
+        self.write_summary(true);
+        let summary = Summary::of(&self.core, &self.started_at, true, now_secs());
+        let outcome = EngineOutcome {
+            summary,
+            summary_path: self.summary_written.then(|| self.state.summary_path()),
+            fault: self.fault.take(),
+        };
+        // A face reads until `Stopped`; one that stopped reading is not waited for long.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.outbox.close(Event::Stopped),
+        )
+        .await;
+        outcome
+    }
+
+    /// After each round of messages: the summary, the sampler's view of the live
+    /// groups, and word of log lines a face did not get.
+    fn catch_up(&mut self, groups: &watch::Sender<LiveGroups>) {
+        if std::mem::take(&mut self.summary_due) {
+            self.write_summary(false);
+        }
+        let live = self.core.live_groups();
+        groups.send_if_modified(|g| {
+            let changed = *g != live;
+            *g = live;
+            changed
+        });
+        let shed = self.outbox.take_shed();
+        for &(b, n) in shed.iter().rev() {
+            if let Some(Effect::Emit(ev)) = self.core.shed_line(b, n) {
+                self.outbox.push_first(ev);
+            }
+        }
+        self.outbox.flush();
+    }
+
+    fn on_report(&mut self, m: AttemptReport) {
+        if m.is_last() {
+            self.controls.remove(&m.key());
+        }
+        let fx = self.core.on_attempt(m, now_secs());
+        self.apply(fx);
+    }
+
+    /// Carries out effects in order.
+    fn apply(&mut self, fx: Vec<Effect>) {
+        for e in fx {
+            match e {
+                Effect::Launch { key, worker, kind } => self.launch(key, worker, kind),
+                Effect::Control { key, ctl } => self.control(key, ctl),
+                Effect::Emit(ev) => self.outbox.push(ev),
+                Effect::Journal(entry) => self.journal(entry),
+                Effect::WriteSummary => self.summary_due = true,
+                Effect::ListModels { batch } => self.list_models(batch),
+            }
+        }
+    }
+
+    fn control(&mut self, key: AttemptKey, ctl: AttemptCtl) {
+        let Some(tx) = self.controls.get(&key) else {
+            return;
+        };
+        if tx.try_send(ctl).is_err() {
+            // Only an actor that has stopped reading its orders gets here.
+            self.outbox.push(Event::Notice {
+                level: Level::Error,
+                text: format!(
+                    "batch {}: its attempt did not take the order {ctl:?}",
+                    self.core.batch(key.batch).id
+                ),
+            });
+        }
+    }
+
+    fn journal(&mut self, entry: JournalEntry) {
+        // Computed now, not at start: an edit changes what the batch runs.
+        let fp = self
+            .core
+            .find_batch(entry.batch())
+            .map(|b| fingerprint(&self.settings, b));
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if let Err(e) = j.append(entry, fp) {
+            // A journal we cannot write is a run we cannot resume: start nothing
+            // more and say so; never retry the fsync.
+            self.journal = None;
+            let text = format!(
+                "cannot write the journal {} ({e}); no new batch will start",
+                self.state.journal_path().display()
+            );
+            self.fault.get_or_insert_with(|| text.clone());
+            let fx = self.core.on_command(Command::PauseQueue, now_secs());
+            self.apply(fx);
+            self.outbox.push(Event::Notice {
+                level: Level::Error,
+                text,
+            });
+        }
+    }
+
+    fn launch(&mut self, key: AttemptKey, worker: usize, kind: AttemptKind) {
+        if self.journal.is_none() {
+            // No process may start without its journal record on disk: a crash
+            // would leave it where the next resume cannot find it.
+            let fx = self
+                .core
+                .not_started(key, "the journal cannot be written", now_secs());
+            self.apply(fx);
+            return;
+        }
+        let batch = self.core.batch(key.batch);
+        let target_dir = self.state.target_dir(&batch.id);
+        let log_dir = self.state.log_dir(&batch.id);
+        let spec = AttemptSpec {
+            key,
+            invocation: argv::invocation(
+                &self.settings,
+                batch,
+                kind,
+                worker,
+                &target_dir,
+                &log_dir,
+            ),
+            stdout_file: self.state.attempt_output(&batch.id, key.attempt, "stdout"),
+            stderr_file: self.state.attempt_output(&batch.id, key.attempt, "stderr"),
+            target_dir,
+            log_dir,
+            grace_int: self.settings.grace_int,
+            grace_term: self.settings.grace_term,
+        };
+        let (tx, rx) = mpsc::channel(CONTROLS);
+        self.controls.insert(key, tx);
+        self.launcher.launch(spec, rx, self.reports.clone());
+    }
+
+    fn list_models(&self, b: usize) {
+        let batch = self.core.batch(b);
+        let dir = self.state.batch_dir(&batch.id).join("ls");
+        let inv = argv::Invocation {
+            program: self.settings.dbt.clone(),
+            args: argv::list_models_args(
+                &self.settings,
+                batch,
+                &dir.join("target"),
+                &dir.join("logs"),
+            ),
+            env: argv::build_env(&self.settings, batch, 0),
+        };
+        listing::spawn(b, inv, self.listed.clone());
+    }
+
+    fn write_summary(&mut self, finished: bool) {
+        let s = Summary::of(&self.core, &self.started_at, finished, now_secs());
+        let path = self.state.summary_path();
+        let written = serde_json::to_vec_pretty(&s)
+            .map_err(std::io::Error::other)
+            .and_then(|json| write_atomic(&path, &json));
+        match written {
+            Ok(()) => self.summary_written = true,
+            Err(e) => {
+                self.summary_written = false;
+                let text = format!("cannot write {} ({e})", path.display());
+                if self.fault.is_none() {
+                    self.outbox.push(Event::Notice {
+                        level: Level::Error,
+                        text: text.clone(),
+                    });
+                }
+                self.fault.get_or_insert(text);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,97 @@
+//! `summary.json`: every batch's outcome, kept current while the run goes on.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dbt::run_results::NodeCounts;
+use crate::engine::core::EngineCore;
+use crate::engine::messages::BatchStatus;
+
+/// A batch's status as summary.json says it: a batch still running when the run
+/// ended did not finish, so it counts as pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SummaryStatus {
+    Succeeded,
+    Failed,
+    Cancelled,
+    Pending,
+    /// Replaced by one batch per model; its parts carry on.
+    Split,
+}
+
+impl From<BatchStatus> for SummaryStatus {
+    fn from(s: BatchStatus) -> Self {
+        match s {
+            BatchStatus::Pending | BatchStatus::Running => Self::Pending,
+            BatchStatus::Succeeded => Self::Succeeded,
+            BatchStatus::Failed => Self::Failed,
+            BatchStatus::Cancelled => Self::Cancelled,
+            BatchStatus::Split => Self::Split,
+        }
+    }
+}
+
+impl SummaryStatus {
+    /// Done as far as the exit status goes: it succeeded, or its parts stand for it.
+    pub fn is_ok(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Split)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Summary {
+    pub batches: Vec<BatchSummary>,
+    pub budget: u32,
+    pub workers: usize,
+    pub threads: u32,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct BatchSummary {
+    pub id: String,
+    pub label: String,
+    pub status: SummaryStatus,
+    pub attempts: u32,
+    pub duration_s: f64,
+    pub nodes: NodeCounts,
+    pub error: Option<String>,
+    /// dbt matched no node for this batch's selection (it still exits 0).
+    pub nothing_selected: bool,
+}
+
+impl Summary {
+    pub fn of(core: &EngineCore, started_at: &str, finished: bool, now: f64) -> Self {
+        Self {
+            batches: (0..core.batch_count())
+                .map(|i| {
+                    let v = core.view(i, now);
+                    BatchSummary {
+                        id: v.id,
+                        label: v.label,
+                        status: v.status.into(),
+                        attempts: v.attempts,
+                        duration_s: (v.duration_s * 1000.0).round() / 1000.0,
+                        nodes: v.counts,
+                        error: v.error,
+                        nothing_selected: v.nothing_selected,
+                    }
+                })
+                .collect(),
+            budget: core.budget(),
+            workers: core.active_workers(),
+            threads: core.threads(),
+            started_at: started_at.to_string(),
+            finished_at: finished.then(|| chrono::Utc::now().to_rfc3339()),
+        }
+    }
+
+    pub fn count(&self, status: SummaryStatus) -> usize {
+        self.batches.iter().filter(|b| b.status == status).count()
+    }
+
+    pub fn all_ok(&self) -> bool {
+        self.batches.iter().all(|b| b.status.is_ok())
+    }
+}

@@ -1,0 +1,184 @@
+//! dbt-herd's entry point: parse the command line, pick a face, run, and turn the
+//! outcome into an honest exit status (see `error::exit`).
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use color_eyre::eyre::WrapErr;
+
+use crate::cli::{Cli, Command};
+use crate::engine::process;
+use crate::error::{UsageError, exit};
+use crate::{demo, report, start, tui};
+
+/// Runs dbt-herd with the process's arguments; returns the exit status.
+pub fn main() -> i32 {
+    install_hooks();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return clap_exit(&e),
+    };
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(report) => match report.downcast_ref::<UsageError>() {
+            Some(usage) => {
+                eprintln!("dbt-herd: {usage}");
+                exit::USAGE
+            }
+            None => {
+                eprintln!("dbt-herd: internal failure: {report:?}");
+                exit::INTERNAL
+            }
+        },
+    };
+    process::kill_all_registered();
+    code
+}
+
+fn install_hooks() {
+    // color-eyre first, so that its panic hook is the one ours chains to. Its
+    // environment section is noise for people reading a failure.
+    let installed = color_eyre::config::HookBuilder::default()
+        .display_env_section(false)
+        .install();
+    if let Err(e) = installed {
+        eprintln!("dbt-herd: error reports will be plain ({e})");
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        // Whatever went wrong, no dbt process may outlive us.
+        process::kill_all_registered();
+        previous(info);
+    }));
+}
+
+/// Help and version go to stdout (exit 0); a bad command line is one line on
+/// stderr naming the bad value (exit 2), not a page of usage.
+fn clap_exit(e: &clap::Error) -> i32 {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            exit::OK
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            exit::USAGE
+        }
+        _ => {
+            eprintln!("dbt-herd: {}", usage_line(e));
+            exit::USAGE
+        }
+    }
+}
+
+/// A clap error as one line in dbt-herd's own words: "invalid --flag 'value': why".
+pub(crate) fn usage_line(e: &clap::Error) -> String {
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let flag = context(ContextKind::InvalidArg)
+        .map(|a| a.split([' ', '=']).next().unwrap_or_default().to_string());
+    let value = context(ContextKind::InvalidValue);
+    match (e.kind(), flag, value) {
+        (ErrorKind::ValueValidation, Some(flag), Some(value)) => {
+            let why = std::error::Error::source(e).map_or_else(String::new, ToString::to_string);
+            if why.starts_with("invalid ") {
+                // Our own parsers already name the flag and the value.
+                why
+            } else {
+                format!("invalid {flag} '{value}': {why}")
+            }
+        }
+        (ErrorKind::InvalidValue, Some(flag), Some(value)) => {
+            let valid = match e.get(ContextKind::ValidValue) {
+                Some(ContextValue::Strings(v)) => format!(": expected one of {}", v.join(", ")),
+                _ => String::new(),
+            };
+            format!("invalid {flag} '{value}'{valid}")
+        }
+        _ => {
+            let text = e.render().to_string();
+            text.lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_string()
+        }
+    }
+}
+
+/// The TUI needs a real terminal on both ends; anything else gets line output.
+fn tui_possible() -> bool {
+    std::io::stdout().is_terminal()
+        && std::io::stdin().is_terminal()
+        && std::env::var("TERM").map_or(true, |t| t != "dumb")
+}
+
+pub(crate) fn runtime() -> color_eyre::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> color_eyre::Result<i32> {
+    match cli.command {
+        Command::Run(args) => {
+            let prepared = start::prepare(&args)?;
+            let interactive = !args.headless && tui_possible();
+            for id in &prepared.changed {
+                eprintln!("dbt-herd: batch {id} changed since it succeeded; it runs again");
+            }
+            runtime()?.block_on(async {
+                let outcome = if interactive {
+                    let handle = start::start(prepared, true)?;
+                    tui::run(handle, tui::TuiOptions::default()).await?
+                } else {
+                    let handle = start::start(prepared, false)?;
+                    report::run_headless(handle, std::io::stdout(), None).await?
+                };
+                Ok(outcome.exit_code())
+            })
+        }
+        Command::Demo(args) => demo::run(&args, !args.headless && tui_possible()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(args: &[&str]) -> String {
+        let e = Cli::try_parse_from(std::iter::once("dbt-herd").chain(args.iter().copied()))
+            .unwrap_err();
+        usage_line(&e)
+    }
+
+    #[test]
+    fn clap_errors_read_as_one_line_naming_flag_and_value() {
+        assert_eq!(
+            line(&["run", "--workers", "0"]),
+            "invalid --workers '0': must be at least 1"
+        );
+        assert_eq!(
+            line(&["run", "-w", "x"]),
+            "invalid --workers 'x': expected a whole number"
+        );
+        assert_eq!(
+            line(&["run", "--budget", "999999999999999999999"]),
+            "invalid --budget '999999999999999999999': too large (at most 4294967295)"
+        );
+        assert_eq!(
+            line(&["run", "--command", "compile"]),
+            "invalid --command 'compile': expected one of build, run, test, seed, snapshot"
+        );
+        assert_eq!(
+            line(&["run", "--step", "3x"]),
+            "invalid --step '3x': expected Nd, Nw or Nmo with N ≥ 1 (e.g. 1d, 2w, 1mo)"
+        );
+        assert!(line(&["run", "--no-such-flag"]).contains("--no-such-flag"));
+        assert!(!line(&["run", "--no-such-flag"]).contains('\n'));
+    }
+}

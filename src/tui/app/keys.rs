@@ -1,0 +1,280 @@
+//! What keys do outside the editors and the zoomed log: the grid, the table,
+//! and the actions on batches and workers.
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use super::{App, Effect, Input, Overlay, Purpose, Screen, Zoom, editor::Field};
+use crate::dbt::events::Level;
+use crate::engine::{BatchStatus, Command};
+use crate::tui::keymap::{Action, action_for};
+use crate::tui::layout::{body_area, grid_shape};
+
+impl App {
+    pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let action = action_for(&key);
+        // Ctrl-C and Ctrl-Z work everywhere, even in an editor.
+        match action {
+            Some(Action::Interrupt) => return self.interrupt(libc::SIGINT),
+            Some(Action::Suspend) => return vec![Effect::Suspend],
+            _ => {}
+        }
+        match std::mem::replace(&mut self.overlay, Overlay::None) {
+            Overlay::Input(input) => return self.on_input_key(input, key),
+            Overlay::ConfirmQuit => {
+                return match key.code {
+                    KeyCode::Char('y') | KeyCode::Char('Y') => self.quit_now(),
+                    _ => Vec::new(),
+                };
+            }
+            Overlay::Help => {
+                // Any of the closing keys only closes help.
+                if !matches!(action, Some(Action::Back | Action::Help | Action::Quit)) {
+                    self.overlay = Overlay::Help;
+                }
+                return Vec::new();
+            }
+            Overlay::None => {}
+        }
+        let Some(action) = action else {
+            return Vec::new();
+        };
+        if self.zoom.is_some()
+            && let Some(fx) = self.on_zoom_key(action)
+        {
+            return fx;
+        }
+        self.on_action(action)
+    }
+
+    pub(super) fn quit_now(&mut self) -> Vec<Effect> {
+        if self.stopping {
+            return Vec::new();
+        }
+        self.stopping = true;
+        let running = self.running();
+        if running > 0 {
+            self.say(
+                Level::Warn,
+                format!("stopping {running} running batches before quitting…"),
+            );
+        }
+        vec![Effect::Send(Command::Shutdown { force: false })]
+    }
+
+    pub(super) fn on_action(&mut self, action: Action) -> Vec<Effect> {
+        match action {
+            Action::Quit => {
+                if self.stopping {
+                    return Vec::new();
+                }
+                if self.running() > 0 {
+                    self.overlay = Overlay::ConfirmQuit;
+                    return Vec::new();
+                }
+                return self.quit_now();
+            }
+            Action::Help => self.overlay = Overlay::Help,
+            Action::Back if self.screen == Screen::Table => self.screen = Screen::Grid,
+            Action::Back => self.notice = None,
+            Action::Up | Action::Down | Action::Left | Action::Right => self.move_focus(action),
+            Action::PageUp | Action::PageDown if self.screen == Screen::Table => {
+                let page = self.page();
+                self.selected = if action == Action::PageUp {
+                    self.selected.saturating_sub(page)
+                } else {
+                    self.selected + page
+                };
+                self.clamp_focus();
+            }
+            Action::Top if self.screen == Screen::Table => self.selected = 0,
+            Action::Bottom if self.screen == Screen::Table => {
+                self.selected = self.batches.len().saturating_sub(1)
+            }
+            Action::Zoom => match self.target_batch() {
+                Some(batch) => {
+                    self.zoom = Some(Zoom {
+                        batch,
+                        offset: 0,
+                        follow: true,
+                        query: None,
+                        matched: None,
+                    })
+                }
+                None => self.say(Level::Info, "this worker has not run a batch yet"),
+            },
+            Action::ToggleTable => {
+                self.screen = match self.screen {
+                    Screen::Grid => {
+                        if let Some(b) = self.pane_batch(self.focus) {
+                            self.selected = b;
+                        }
+                        Screen::Table
+                    }
+                    Screen::Table => Screen::Grid,
+                };
+            }
+            Action::PauseWorker => return self.toggle_worker_pause(),
+            Action::PauseQueue => {
+                return vec![Effect::Send(if self.queue_paused {
+                    Command::ResumeQueue
+                } else {
+                    Command::PauseQueue
+                })];
+            }
+            Action::Cancel => return self.on_batch(action),
+            Action::Retry | Action::EditBatch | Action::Split => return self.on_batch(action),
+            Action::MoveUp | Action::MoveDown => return self.on_batch(action),
+            Action::RetryAllFailed => {
+                let failed = self
+                    .batches
+                    .iter()
+                    .filter(|b| matches!(b.status, BatchStatus::Failed))
+                    .count();
+                if failed == 0 {
+                    self.say(Level::Info, "no failed batch to retry");
+                    return Vec::new();
+                }
+                self.say(Level::Info, format!("retrying {failed} failed batches"));
+                return vec![Effect::Send(Command::RetryAllFailed)];
+            }
+            Action::MoreWorkers => {
+                return vec![Effect::Send(Command::SetWorkers(self.active_workers() + 1))];
+            }
+            Action::FewerWorkers => {
+                let n = self.active_workers();
+                if n <= 1 {
+                    self.say(Level::Info, "one worker is the minimum; P pauses the queue");
+                    return Vec::new();
+                }
+                return vec![Effect::Send(Command::SetWorkers(n - 1))];
+            }
+            Action::EditBudget => {
+                self.overlay = Overlay::Input(Input {
+                    purpose: Purpose::Budget,
+                    fields: vec![Field::new("budget", self.budget.to_string())],
+                    active: 0,
+                });
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    pub(super) fn toggle_worker_pause(&mut self) -> Vec<Effect> {
+        let pane = match self.screen {
+            Screen::Grid if self.zoom.is_none() => Some(self.focus),
+            _ => self.target_batch().and_then(|b| {
+                let w = self.batches.get(b)?.worker?;
+                self.workers.iter().position(|x| x.number == w)
+            }),
+        };
+        let Some(w) = pane.and_then(|p| self.workers.get(p)) else {
+            self.say(Level::Info, "p pauses a worker: select a running batch");
+            return Vec::new();
+        };
+        vec![Effect::Send(if w.paused {
+            Command::ResumeWorker(w.number)
+        } else {
+            Command::PauseWorker(w.number)
+        })]
+    }
+
+    /// Actions on one batch, checked here so the user hears why one does not apply.
+    pub(super) fn on_batch(&mut self, action: Action) -> Vec<Effect> {
+        let Some(b) = self.target_batch() else {
+            self.say(Level::Info, "no batch selected");
+            return Vec::new();
+        };
+        let Some(view) = self.batches.get(b) else {
+            return Vec::new();
+        };
+        let status = view.status;
+        let label = self.label(b);
+        let editable = matches!(
+            status,
+            BatchStatus::Pending | BatchStatus::Failed | BatchStatus::Cancelled
+        );
+        match action {
+            Action::Cancel if matches!(status, BatchStatus::Running | BatchStatus::Pending) => {
+                vec![Effect::Send(Command::Cancel(b))]
+            }
+            Action::Cancel => {
+                self.say(Level::Info, format!("{label} is not running or pending"));
+                Vec::new()
+            }
+            Action::Retry if matches!(status, BatchStatus::Failed | BatchStatus::Cancelled) => {
+                vec![Effect::Send(Command::Retry(b))]
+            }
+            Action::Retry => {
+                self.say(
+                    Level::Info,
+                    format!("{label} has not failed: nothing to retry"),
+                );
+                Vec::new()
+            }
+            Action::EditBatch if editable => {
+                self.overlay = Overlay::Input(Input {
+                    purpose: Purpose::EditBatch(b),
+                    fields: vec![
+                        Field::new("select", view.select.clone().unwrap_or_default()),
+                        Field::new("vars", view.vars.clone()),
+                    ],
+                    active: 0,
+                });
+                Vec::new()
+            }
+            Action::Split if editable => {
+                self.say(Level::Info, format!("listing the models of {label}…"));
+                vec![Effect::Send(Command::SplitBatch(b))]
+            }
+            Action::EditBatch | Action::Split => {
+                self.say(
+                    Level::Info,
+                    format!("only a pending or failed batch can be changed; {label} is not"),
+                );
+                Vec::new()
+            }
+            Action::MoveUp | Action::MoveDown if status == BatchStatus::Pending => {
+                vec![Effect::Send(Command::MoveBatch {
+                    batch: b,
+                    up: action == Action::MoveUp,
+                })]
+            }
+            Action::MoveUp | Action::MoveDown => {
+                self.say(
+                    Level::Info,
+                    format!("only a pending batch can move in the queue; {label} is not"),
+                );
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(super) fn move_focus(&mut self, action: Action) {
+        match self.screen {
+            Screen::Table => match action {
+                Action::Up => self.selected = self.selected.saturating_sub(1),
+                Action::Down => {
+                    self.selected = (self.selected + 1).min(self.batches.len().saturating_sub(1))
+                }
+                _ => {}
+            },
+            Screen::Grid => {
+                let n = self.workers.len();
+                if n == 0 {
+                    return;
+                }
+                let shape = grid_shape(n, body_area(self.size.0, self.size.1));
+                let (i, cols) = (self.focus, shape.cols);
+                self.focus = match action {
+                    Action::Left if i % cols > 0 => i - 1,
+                    Action::Right if i % cols + 1 < cols && i + 1 < n => i + 1,
+                    Action::Up if i >= cols => i - cols,
+                    Action::Down if i + cols < n => i + cols,
+                    _ => i,
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The TUI's state and its one pure transition: `update(msg)` turns keys, engine
+//! events and clock ticks into a new state plus effects (engine commands, suspend,
+//! exit). Nothing here draws, spawns or touches a file, so all of it is unit-tested.
+
+//!
+//! Split by concern: `keys` (what keys do in the grid and the table), `zoom` (the
+//! zoomed log and its search), `editor` (the one-line editors); this file holds
+//! the state and what engine events do to it.
+
+mod editor;
+mod keys;
+mod zoom;
+
+use std::collections::BTreeMap;
+
+use crossterm::event::{KeyEvent, KeyEventKind};
+
+pub(crate) use editor::{Input, Purpose};
+pub(crate) use zoom::Zoom;
+
+use crate::dbt::events::Level;
+use crate::engine::{BatchStatus, BatchView, Command, Event, Resources, RunInfo, WorkerView};
+use crate::text::sanitize::sanitize_plain;
+use crate::tui::logbuf::{LogBuffer, ShownLine};
+
+/// Longest notice kept for the footer.
+const MAX_NOTICE: usize = 300;
+
+// Engine events dominate the size; a Msg lives for one `update` call, so boxing
+// would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Key(KeyEvent),
+    Engine(Event),
+    /// The wall clock, in Unix seconds (time only moves through this message).
+    Tick(f64),
+    Resize(u16, u16),
+    /// SIGINT, SIGTERM or SIGHUP from outside, or the terminal went away (SIGHUP).
+    Signal(i32),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send(Command),
+    /// Give the terminal back and stop the process until `fg` (Ctrl-Z).
+    Suspend,
+    /// The engine has stopped: leave the TUI.
+    Exit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Grid,
+    Table,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    ConfirmQuit,
+    Input(Input),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub level: Level,
+    pub text: String,
+}
+
+/// The line that separates one attempt's output from the next in a batch's log.
+fn attempt_banner(v: &BatchView) -> String {
+    let how = match v.attempt_kind {
+        Some(crate::dbt::argv::AttemptKind::Retry) => "dbt retry",
+        _ => "full run",
+    };
+    let worker = v
+        .worker
+        .map_or_else(String::new, |w| format!(" on worker {w}"));
+    format!("── attempt {} ({how}){worker} ──", v.attempts)
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub info: Option<RunInfo>,
+    pub batches: Vec<BatchView>,
+    pub workers: Vec<WorkerView>,
+    /// Pending batches in dispatch order.
+    pub queue: Vec<usize>,
+    pub queue_paused: bool,
+    pub budget: u32,
+    pub resources: Resources,
+    pub logs: Vec<LogBuffer>,
+    /// The batch a worker ran last, so an idle pane still shows what just ended.
+    pub last_batch: BTreeMap<usize, usize>,
+    pub notice: Option<Notice>,
+    pub screen: Screen,
+    pub overlay: Overlay,
+    pub zoom: Option<Zoom>,
+    /// Focused pane (index into `workers`).
+    pub focus: usize,
+    /// Selected row of the batch table (a batch index).
+    pub selected: usize,
+    pub now: f64,
+    pub started_at: f64,
+    pub size: (u16, u16),
+    /// Nothing runs and nothing will start without a command.
+    pub idle: bool,
+    /// A shutdown was asked for (quit, Ctrl-C or a signal); waiting for the engine.
+    pub stopping: bool,
+    /// The signal that ended the run, for the exit status.
+    pub interrupted: Option<i32>,
+}
+
+impl App {
+    pub fn new(now: f64, size: (u16, u16)) -> Self {
+        Self {
+            info: None,
+            batches: Vec::new(),
+            workers: Vec::new(),
+            queue: Vec::new(),
+            queue_paused: false,
+            budget: 0,
+            resources: Resources::default(),
+            logs: Vec::new(),
+            last_batch: BTreeMap::new(),
+            notice: None,
+            screen: Screen::Grid,
+            overlay: Overlay::None,
+            zoom: None,
+            focus: 0,
+            selected: 0,
+            now,
+            started_at: now,
+            size,
+            idle: false,
+            stopping: false,
+            interrupted: None,
+        }
+    }
+
+    /// The batch a pane shows: the worker's current one, else the one it ran last.
+    pub fn pane_batch(&self, pane: usize) -> Option<usize> {
+        let w = self.workers.get(pane)?;
+        w.batch.or_else(|| self.last_batch.get(&w.number).copied())
+    }
+
+    /// The batch keys act on: the zoomed one, the table's selection, or the focused pane's.
+    pub fn target_batch(&self) -> Option<usize> {
+        if let Some(z) = &self.zoom {
+            return Some(z.batch);
+        }
+        match self.screen {
+            Screen::Table => (self.selected < self.batches.len()).then_some(self.selected),
+            Screen::Grid => self.pane_batch(self.focus),
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.batches
+            .iter()
+            .filter(|b| b.status == BatchStatus::Running)
+            .count()
+    }
+
+    /// Worker slots that take batches (a retiring slot only finishes its batch).
+    pub fn active_workers(&self) -> usize {
+        self.workers.iter().filter(|w| !w.retiring).count()
+    }
+
+    /// Connections reserved: the threads of running batches.
+    pub fn reserved(&self) -> u32 {
+        let threads = self.info.as_ref().map_or(1, |i| i.threads);
+        self.running() as u32 * threads
+    }
+
+    /// Connections in use now: nodes executing, per dbt's events.
+    pub fn active_connections(&self) -> u32 {
+        self.batches
+            .iter()
+            .filter(|b| b.status == BatchStatus::Running)
+            .map(|b| b.executing)
+            .sum()
+    }
+
+    fn say(&mut self, level: Level, text: impl AsRef<str>) {
+        self.notice = Some(Notice {
+            level,
+            text: sanitize_plain(text.as_ref(), MAX_NOTICE),
+        });
+    }
+
+    fn label(&self, b: usize) -> String {
+        self.batches
+            .get(b)
+            .map(|v| sanitize_plain(&v.label, 80))
+            .unwrap_or_default()
+    }
+
+    /// Lines a page scroll moves in the zoomed log: about what the view shows.
+    fn page(&self) -> usize {
+        usize::from(self.size.1.saturating_sub(6)).max(1)
+    }
+
+    /// The furthest the zoomed log can scroll back while the view stays full.
+    fn max_offset(&self, batch: usize) -> usize {
+        let len = self.logs.get(batch).map_or(0, LogBuffer::len);
+        len.saturating_sub(self.page())
+    }
+
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key),
+            Msg::Key(_) => Vec::new(),
+            Msg::Engine(ev) => self.on_event(ev),
+            Msg::Tick(now) => {
+                self.now = now;
+                Vec::new()
+            }
+            Msg::Resize(w, h) => {
+                self.size = (w, h);
+                self.clamp_focus();
+                Vec::new()
+            }
+            Msg::Signal(sig) => self.interrupt(sig),
+        }
+    }
+
+    /// Stop everything: first with the stop ladder, a second time with SIGKILL.
+    /// A hang-up never escalates: dbt must get its SIGINT to cancel warehouse
+    /// queries, and a lost terminal is often reported more than once.
+    fn interrupt(&mut self, sig: i32) -> Vec<Effect> {
+        if sig == libc::SIGHUP && self.stopping {
+            self.interrupted.get_or_insert(sig);
+            return Vec::new();
+        }
+        let force = self.stopping;
+        self.interrupted.get_or_insert(sig);
+        self.stopping = true;
+        self.overlay = Overlay::None;
+        if force {
+            self.say(Level::Warn, "killing every dbt process group now");
+        } else {
+            self.say(
+                Level::Warn,
+                format!(
+                    "stopping {} running batches (SIGINT, SIGTERM, then SIGKILL); Ctrl-C again kills now",
+                    self.running()
+                ),
+            );
+        }
+        vec![Effect::Send(Command::Shutdown { force })]
+    }
+
+    fn on_event(&mut self, ev: Event) -> Vec<Effect> {
+        match ev {
+            Event::Started {
+                info,
+                batches,
+                workers,
+            } => {
+                self.budget = info.budget;
+                self.info = Some(info);
+                self.logs = vec![LogBuffer::default(); batches.len()];
+                self.batches = batches;
+                self.workers = workers;
+                self.clamp_focus();
+            }
+            Event::BatchChanged(v) => {
+                if let Some(w) = v.worker {
+                    self.last_batch.insert(w, v.index);
+                }
+                if v.status == BatchStatus::Running {
+                    self.idle = false;
+                    let new_attempt = self
+                        .batches
+                        .get(v.index)
+                        .is_some_and(|old| old.attempts != v.attempts && v.attempts > 1);
+                    if new_attempt && let Some(buf) = self.logs.get_mut(v.index) {
+                        buf.push(ShownLine::separator(&attempt_banner(&v)));
+                    }
+                }
+                if let Some(slot) = self.batches.get_mut(v.index) {
+                    *slot = v;
+                }
+            }
+            Event::Log { batch, line, .. } => {
+                let mut added = 0;
+                if let Some(buf) = self.logs.get_mut(batch) {
+                    for shown in ShownLine::split(&line) {
+                        buf.push(shown);
+                        added += 1;
+                    }
+                }
+                let max = self.max_offset(batch);
+                if let Some(z) = self.zoom.as_mut().filter(|z| z.batch == batch && !z.follow) {
+                    // Keep the view still while reading back (until the lines
+                    // being read fall out of the scrollback).
+                    z.offset = (z.offset + added).min(max);
+                }
+            }
+            Event::WorkersChanged(w) => {
+                self.workers = w;
+                self.clamp_focus();
+            }
+            Event::QueueChanged(q) => self.queue = q,
+            Event::BudgetChanged(b) => {
+                self.budget = b;
+                if let Some(i) = self.info.as_mut() {
+                    i.budget = b;
+                }
+            }
+            Event::QueuePaused(p) => {
+                self.queue_paused = p;
+                if !p {
+                    self.idle = false;
+                }
+            }
+            Event::Notice { level, text } => self.say(level, text),
+            Event::BatchesAdded(views) => {
+                for v in views {
+                    if v.index >= self.logs.len() {
+                        self.logs.resize(v.index + 1, LogBuffer::default());
+                    }
+                    if v.index >= self.batches.len() {
+                        self.batches.resize(v.index + 1, BatchView::default());
+                    }
+                    let i = v.index;
+                    self.batches[i] = v;
+                }
+            }
+            Event::Resources(r) => self.resources = r,
+            Event::Idle => self.idle = true,
+            Event::Stopped => return vec![Effect::Exit],
+        }
+        Vec::new()
+    }
+
+    fn clamp_focus(&mut self) {
+        self.focus = self.focus.min(self.workers.len().saturating_sub(1));
+        self.selected = self.selected.min(self.batches.len().saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests;
