@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod demo;
+pub mod postgres;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
