@@ -249,6 +249,8 @@ mod as_text {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    // serde's `with` hands over `&Option<T>`; the signature is not ours to choose.
+    #[allow(clippy::ref_option)]
     pub fn serialize<T: Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(v) => s.collect_str(v),

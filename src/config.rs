@@ -222,8 +222,8 @@ pub(crate) fn normalized_for_storage(a: &RunArgs) -> RunArgs {
 
 /// Options given with `--resume` override the stored ones, field by field.
 pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
-    fn pick<T: Clone>(given: &Option<T>, stored: &Option<T>) -> Option<T> {
-        given.clone().or_else(|| stored.clone())
+    fn pick<T: Clone>(given: Option<&T>, stored: Option<&T>) -> Option<T> {
+        given.or(stored).cloned()
     }
     fn pick_vec<T: Clone>(given: &[T], stored: &[T]) -> Vec<T> {
         if given.is_empty() {
@@ -233,19 +233,19 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         }
     }
     RunArgs {
-        project_dir: pick(&given.project_dir, &stored.project_dir),
-        profiles_dir: pick(&given.profiles_dir, &stored.profiles_dir),
-        target: pick(&given.target, &stored.target),
-        dbt: pick(&given.dbt, &stored.dbt),
+        project_dir: pick(given.project_dir.as_ref(), stored.project_dir.as_ref()),
+        profiles_dir: pick(given.profiles_dir.as_ref(), stored.profiles_dir.as_ref()),
+        target: pick(given.target.as_ref(), stored.target.as_ref()),
+        dbt: pick(given.dbt.as_ref(), stored.dbt.as_ref()),
         command: given.command.or(stored.command),
         select: pick_vec(&given.select, &stored.select),
-        exclude: pick(&given.exclude, &stored.exclude),
-        selector: pick(&given.selector, &stored.selector),
+        exclude: pick(given.exclude.as_ref(), stored.exclude.as_ref()),
+        selector: pick(given.selector.as_ref(), stored.selector.as_ref()),
         backfill: given.backfill.or(stored.backfill),
         step: given.step.or(stored.step),
-        start_var: pick(&given.start_var, &stored.start_var),
-        end_var: pick(&given.end_var, &stored.end_var),
-        vars: pick(&given.vars, &stored.vars),
+        start_var: pick(given.start_var.as_ref(), stored.start_var.as_ref()),
+        end_var: pick(given.end_var.as_ref(), stored.end_var.as_ref()),
+        vars: pick(given.vars.as_ref(), stored.vars.as_ref()),
         workers: given.workers.or(stored.workers),
         threads: given.threads.or(stored.threads),
         budget: given.budget.or(stored.budget),

@@ -21,16 +21,15 @@ pub fn main() -> i32 {
     };
     let code = match run(cli) {
         Ok(code) => code,
-        Err(report) => match report.downcast_ref::<UsageError>() {
-            Some(usage) => {
+        Err(report) => {
+            if let Some(usage) = report.downcast_ref::<UsageError>() {
                 eprintln!("dbt-herd: {usage}");
                 exit::USAGE
-            }
-            None => {
+            } else {
                 eprintln!("dbt-herd: internal failure: {report:?}");
                 exit::INTERNAL
             }
-        },
+        }
     };
     process::kill_all_registered();
     code

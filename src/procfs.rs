@@ -99,7 +99,7 @@ mod tests {
 
     #[test]
     fn reads_this_process() {
-        let me = std::process::id() as i32;
+        let me = i32::try_from(std::process::id()).unwrap();
         let st = stat(me).unwrap();
         assert!(!st.is_gone());
         assert!(pids().contains(&me));

@@ -79,6 +79,9 @@ pub fn eta_secs<'a>(
 }
 
 /// 7.1s, 1m02s, 1h03m.
+// Rounded, non-negative seconds: a value past u64 would be a bug upstream, and
+// saturates rather than wraps.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 pub fn fmt_duration(secs: f64) -> String {
     let secs = secs.max(0.0);
     if secs < 60.0 {

@@ -187,7 +187,9 @@ impl<W: Write> Reporter<W> {
             t.failed,
             t.running,
             t.pending,
-            t.running as u32 * threads,
+            u32::try_from(t.running)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(threads),
             budget
         );
         self.line(&text);

@@ -1,5 +1,7 @@
 //! The real binary against a fake `dbt` that crashes, hangs, lies and floods on
 //! demand: the faults real dbt won't produce when asked.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -133,7 +135,12 @@ fn all_succeeded_is_exit_0_and_children_get_env_and_paths() {
     );
     assert!(argv.contains(&"--log-format") && argv.contains(&"json"));
     assert_eq!(
-        threads_of(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+        threads_of(
+            &argv
+                .iter()
+                .map(std::string::ToString::to_string)
+                .collect::<Vec<_>>()
+        ),
         Some(3)
     );
     assert_eq!(argv.last(), Some(&"--full-refresh"));
@@ -271,7 +278,7 @@ fn ctrl_c_stops_every_group_with_the_ladder_and_exits_130() {
     let mut cmd = fake_run(dir.path(), &t, &["-s", "hang", "-s", "sleepy", "-s", "ok"]);
     cmd.stdout(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
-    let pid = child.id() as i32;
+    let pid = i32::try_from(child.id()).unwrap();
     assert!(
         wait_for(Duration::from_secs(10), || tagged_processes(&t).len() >= 2),
         "children started"

@@ -1,6 +1,8 @@
 //! Real dbt-postgres against a private PostgreSQL server (tests/common/postgres.rs),
 //! on the projects in tests/fixtures/pg_projects. The first test to run installs the
 //! pinned venv (shared with `dbt-herd demo`).
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

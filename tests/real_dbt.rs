@@ -1,6 +1,8 @@
 //! The real binary against real dbt-core 1.11 + dbt-duckdb on the demo project.
 //! Few and purposeful: each costs a few cold dbt processes (about 5 s each).
 //! The first test to run installs the pinned venv (shared with `dbt-herd demo`).
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

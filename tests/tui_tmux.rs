@@ -1,5 +1,7 @@
 //! The TUI end to end: the real binary in a real terminal (tmux) against real
 //! dbt-core 1.11 + dbt-duckdb on the demo project, driven by its documented keys.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -101,7 +101,17 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 fn u32_at(v: &Value, path: &[&str]) -> Option<u32> {
     let n = path.iter().try_fold(v, |v, k| v.get(k))?;
     n.as_u64()
-        .or_else(|| n.as_f64().map(|f| f as u64))
+        // A float count (some adapters write 3.0): whole, in range, or nothing.
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+                // Whole and within u32 by the filter above.
+                .map(|f| {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let whole = f as u64;
+                    whole
+                })
+        })
         .and_then(|n| u32::try_from(n).ok())
 }
 
@@ -290,7 +300,7 @@ pub fn render(ev: &DbtEvent) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn line(name: &str, level: &str, data: Value) -> String {
+    fn line(name: &str, level: &str, data: &Value) -> String {
         serde_json::json!({
             "info": {"name": name, "level": level, "msg": "m", "invocation_id": "inv-1",
                      "ts": "2024-01-01T00:00:00Z", "code": "Q000", "pid": 1, "thread": "MainThread", "extra": {}},
@@ -311,7 +321,7 @@ mod tests {
         let l = line(
             "LogModelResult",
             "info",
-            serde_json::json!({"status": "OK", "execution_time": 0.5, "index": 3, "total": 9,
+            &serde_json::json!({"status": "OK", "execution_time": 0.5, "index": 3, "total": 9,
               "node_info": {"unique_id": "model.p.fct", "node_name": "fct", "resource_type": "model",
                             "node_status": "success", "node_path": "marts/fct.sql"}}),
         );
@@ -340,7 +350,7 @@ mod tests {
         let ev = parse_line(&line(
             "ConcurrencyLine",
             "info",
-            serde_json::json!({"num_threads": 4, "node_count": 12}),
+            &serde_json::json!({"num_threads": 4, "node_count": 12}),
         ))
         .unwrap();
         assert_eq!(
@@ -353,7 +363,7 @@ mod tests {
         let ev = parse_line(&line(
             "CommandCompleted",
             "debug",
-            serde_json::json!({"success": false}),
+            &serde_json::json!({"success": false}),
         ))
         .unwrap();
         assert_eq!(ev.kind, EventKind::Completed { success: false });
@@ -361,7 +371,7 @@ mod tests {
 
     #[test]
     fn debug_noise_is_not_rendered() {
-        let ev = parse_line(&line("SQLQuery", "debug", serde_json::json!({}))).unwrap();
+        let ev = parse_line(&line("SQLQuery", "debug", &serde_json::json!({}))).unwrap();
         assert_eq!(ev.level, Level::Debug);
         assert_eq!(render(&ev), None);
     }

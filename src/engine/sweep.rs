@@ -66,8 +66,10 @@ mod tests {
         let swept = sweep(&[left(ours.pid()), left(other.pid())]);
         assert_eq!(swept, vec!["b-sweep".to_string()]);
         let status = ours.child.wait().await.unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
         assert!(
             process::group_alive(other.pgid),
             "an untagged process is not ours"

@@ -96,7 +96,7 @@ mod tests {
     fn long_line_is_capped_and_the_rest_dropped() {
         let mut s = LineSplitter::new(10);
         let mut out = s.push(&[b'x'; 25]);
-        out.extend(s.push(&[b'y'; 1_000_000]));
+        out.extend(s.push(&vec![b'y'; 1_000_000]));
         out.extend(s.push(b"zz\nnext\n"));
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].bytes, vec![b'x'; 10]);

@@ -69,7 +69,7 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('c') => Cancel,
         KeyCode::Char('r') => Retry,
         KeyCode::Char('R') => RetryAllFailed,
-        KeyCode::Char('+') | KeyCode::Char('=') => MoreWorkers,
+        KeyCode::Char('+' | '=') => MoreWorkers,
         KeyCode::Char('-') => FewerWorkers,
         KeyCode::Char('b') => EditBudget,
         KeyCode::Char('e') => EditBatch,

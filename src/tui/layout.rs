@@ -46,7 +46,7 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
         if h < MIN_PANE_HEIGHT {
             continue;
         }
-        let w = area.width / cols as u16;
+        let w = area.width / u16::try_from(cols).unwrap_or(u16::MAX);
         let score = ((f64::from(w) / f64::from(h)) / PLEASING_ASPECT).ln().abs();
         if best.is_none_or(|(s, _)| score < s) {
             best = Some((
@@ -73,8 +73,9 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
 /// Empty when the pane falls outside `area` (more workers than lines).
 pub fn pane_rect(area: Rect, shape: GridShape, i: usize) -> Rect {
     // In u32: a huge worker count must not wrap around into the visible area.
-    let (row, col) = ((i / shape.cols) as u32, (i % shape.cols) as u32);
-    let (cols, rows) = (shape.cols as u32, shape.rows as u32);
+    let wide = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    let (row, col) = (wide(i / shape.cols), wide(i % shape.cols));
+    let (cols, rows) = (wide(shape.cols), wide(shape.rows));
     let (area_w, area_h) = (u32::from(area.width), u32::from(area.height));
     let cell_h = if shape.compact {
         1

@@ -130,12 +130,13 @@ impl LogBuffer {
         if needle.is_empty() || self.lines.is_empty() {
             return None;
         }
-        let n = self.lines.len() as i64;
-        let start = from as i64 - self.first_seq as i64;
+        let n = i64::try_from(self.lines.len()).ok()?;
+        // Relative to the oldest line kept; may be one outside either end.
+        let start = i64::try_from(from).ok()? - i64::try_from(self.first_seq).ok()?;
         let step = if forward { 1 } else { -1 };
         (1..=n)
-            .map(|k| (start + k * step).rem_euclid(n))
-            .find(|&i| self.lines[i as usize].folded.contains(needle))
+            .filter_map(|k| usize::try_from((start + k * step).rem_euclid(n)).ok())
+            .find(|&i| self.lines[i].folded.contains(needle))
             .map(|i| i as u64 + self.first_seq)
     }
 }

@@ -1,5 +1,7 @@
 //! Helpers shared by the integration tests: running the real binary, reading its
 //! state dir, and finding the processes a test started (by a tag in their env).
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
 pub mod demo;

@@ -24,6 +24,7 @@ pub const SCHEMA: &str = "herd";
 /// The bootstrap superuser the harness itself connects as.
 const ADMIN: &str = "herd_admin";
 
+#[derive(Clone, Copy)]
 pub struct PgOptions {
     /// Server-wide. Superuser connections (the harness's queries and samplers) count
     /// too, and 3 slots are kept for superusers only, so dbt gets at most
@@ -383,7 +384,7 @@ impl Drop for Postgres {
         // group (each backend calls setsid), so find them by parent pid, before killing
         // the postmaster re-parents them. The unreaped postmaster keeps its pid.
         if let Ok(None) = server.try_wait() {
-            let pm = server.id() as i32;
+            let pm = i32::try_from(server.id()).unwrap();
             for pid in children_of(pm).into_iter().chain([pm]) {
                 // SAFETY: kill(2) on the postmaster we started and its children.
                 unsafe {
@@ -396,6 +397,7 @@ impl Drop for Postgres {
 }
 
 /// Whose connections a [`Sampler`] counts.
+#[derive(Clone, Copy)]
 pub enum Who<'a> {
     /// Every connection of the dbt role.
     DbtRole,

@@ -196,8 +196,10 @@ mod tests {
         assert_eq!(got(&log), ["ready", "INT", "TERM"]);
         assert_eq!(ladder.rung(), Rung::SentKill);
         let status = g.child.wait().await.unwrap();
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(status.signal(), Some(9));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
     }
 
     #[tokio::test]

@@ -83,7 +83,7 @@ pub(crate) async fn run(
     let exit = loop {
         let due = ladder.deadline();
         tokio::select! {
-            status = g.child.wait() => break exit_info(status),
+            status = g.child.wait() => break exit_info(&status),
             () = watch.written() => {
                 if let Some(inv) = invocation.get()
                     && let Ok(results) = run_results::read(&results_path, Some(inv))
@@ -133,7 +133,7 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-fn exit_info(status: std::io::Result<std::process::ExitStatus>) -> ExitInfo {
+fn exit_info(status: &std::io::Result<std::process::ExitStatus>) -> ExitInfo {
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) => ExitInfo {

@@ -475,11 +475,11 @@ fn spawn_failure_pauses_the_queue_instead_of_failing_everything() {
 fn random_events_never_leak_or_exceed_the_budget() {
     const THREADS: u32 = 2;
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut rand = move |n: u64| {
+    let mut rand = move |n: usize| {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
+        usize::try_from((seed >> 33) % n as u64).unwrap()
     };
     let mut c = core(200, 4, THREADS, 7, 2);
     // The attempts this test knows are live: launched by the core, not yet ended
@@ -498,7 +498,7 @@ fn random_events_never_leak_or_exceed_the_budget() {
         let keys: Vec<AttemptKey> = live.iter().copied().collect();
         let fx = match rand(10) {
             0..=5 if !keys.is_empty() => {
-                let k = keys[rand(keys.len() as u64) as usize];
+                let k = keys[rand(keys.len())];
                 let (code, signal, results) = match rand(4) {
                     0 => (Some(0), None, Ok(rr("i", &[("model.a", "success")]))),
                     1 => (Some(1), None, Ok(rr("i", &[("model.a", "error")]))),
@@ -517,7 +517,7 @@ fn random_events_never_leak_or_exceed_the_budget() {
                 )
             }
             6 if !keys.is_empty() => {
-                let k = keys[rand(keys.len() as u64) as usize];
+                let k = keys[rand(keys.len())];
                 live.remove(&k);
                 let mut fx = c.on_attempt(
                     AttemptReport::SpawnFailed {
@@ -529,12 +529,15 @@ fn random_events_never_leak_or_exceed_the_budget() {
                 fx.extend(c.on_command(Command::ResumeQueue, t));
                 fx
             }
-            7 => c.on_command(Command::SetWorkers(1 + rand(6) as usize), t),
-            8 => c.on_command(Command::Cancel(rand(200) as usize), t),
+            7 => c.on_command(Command::SetWorkers(1 + rand(6)), t),
+            8 => c.on_command(Command::Cancel(rand(200)), t),
             _ => c.on_command(Command::RetryAllFailed, t),
         };
         track(&mut live, fx);
-        assert_eq!(c.budget_in_use(), live.len() as u32 * THREADS);
+        assert_eq!(
+            c.budget_in_use(),
+            u32::try_from(live.len()).unwrap() * THREADS
+        );
         assert!(c.budget_in_use() <= c.budget());
         let running = (0..c.batch_count())
             .filter(|&b| c.view(b, t).status == BatchStatus::Running)

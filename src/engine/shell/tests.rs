@@ -9,8 +9,8 @@ use super::*;
 use crate::cli::DbtCommand;
 use crate::dbt::events::{DbtEvent, EventKind, NodeRef, Position};
 use crate::dbt::run_results::ReadError;
-use crate::engine::BatchStatus;
 use crate::engine::protocol::{ExitInfo, OutputLine};
+use crate::engine::{BatchStatus, SummaryStatus};
 use crate::plan::{PlanSpec, Step};
 
 /// An attempt the fake launcher was asked for; the test plays the child.
@@ -211,8 +211,14 @@ async fn dispatch_keeps_to_the_budget_and_a_reaped_attempt_frees_its_slot() {
     r.handle.send(Command::Shutdown { force: false });
     let out = r.handle.finish().await.unwrap();
     let statuses: Vec<_> = out.summary.batches.iter().map(|b| b.status).collect();
-    use crate::engine::SummaryStatus::{Failed, Succeeded};
-    assert_eq!(statuses, [Succeeded, Failed, Succeeded]);
+    assert_eq!(
+        statuses,
+        [
+            SummaryStatus::Succeeded,
+            SummaryStatus::Failed,
+            SummaryStatus::Succeeded
+        ]
+    );
     assert!(out.fault.is_none());
     assert_eq!(out.summary_path, Some(r.state.summary_path()));
 }

@@ -22,7 +22,7 @@ impl App {
             Overlay::Input(input) => return self.on_input_key(input, key),
             Overlay::ConfirmQuit => {
                 return match key.code {
-                    KeyCode::Char('y') | KeyCode::Char('Y') => self.quit_now(),
+                    KeyCode::Char('y' | 'Y') => self.quit_now(),
                     _ => Vec::new(),
                 };
             }
@@ -88,7 +88,7 @@ impl App {
             }
             Action::Top if self.screen == Screen::Table => self.selected = 0,
             Action::Bottom if self.screen == Screen::Table => {
-                self.selected = self.batches.len().saturating_sub(1)
+                self.selected = self.batches.len().saturating_sub(1);
             }
             Action::Zoom => match self.target_batch() {
                 Some(batch) => {
@@ -98,7 +98,7 @@ impl App {
                         follow: true,
                         query: None,
                         matched: None,
-                    })
+                    });
                 }
                 None => self.say(Level::Info, "this worker has not run a batch yet"),
             },
@@ -121,9 +121,12 @@ impl App {
                     Command::PauseQueue
                 })];
             }
-            Action::Cancel => return self.on_batch(action),
-            Action::Retry | Action::EditBatch | Action::Split => return self.on_batch(action),
-            Action::MoveUp | Action::MoveDown => return self.on_batch(action),
+            Action::Cancel
+            | Action::Retry
+            | Action::EditBatch
+            | Action::Split
+            | Action::MoveUp
+            | Action::MoveDown => return self.on_batch(action),
             Action::RetryAllFailed => {
                 let failed = self
                     .batches
@@ -256,7 +259,7 @@ impl App {
             Screen::Table => match action {
                 Action::Up => self.selected = self.selected.saturating_sub(1),
                 Action::Down => {
-                    self.selected = (self.selected + 1).min(self.batches.len().saturating_sub(1))
+                    self.selected = (self.selected + 1).min(self.batches.len().saturating_sub(1));
                 }
                 _ => {}
             },

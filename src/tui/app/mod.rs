@@ -172,7 +172,9 @@ impl App {
     /// Connections reserved: the threads of running batches.
     pub fn reserved(&self) -> u32 {
         let threads = self.info.as_ref().map_or(1, |i| i.threads);
-        self.running() as u32 * threads
+        u32::try_from(self.running())
+            .unwrap_or(u32::MAX)
+            .saturating_mul(threads)
     }
 
     /// Connections in use now: nodes executing, per dbt's events.

@@ -84,21 +84,17 @@ impl App {
                 bottom + 1
             }
         });
-        match buf.find(&query, from, forward) {
-            Some(seq) => {
-                z.matched = Some(seq);
-                z.follow = false;
-                // Put the match in the middle of the view.
-                let from_end = (buf.end_seq() - 1 - seq) as usize;
-                z.offset = from_end
-                    .saturating_sub(page / 2)
-                    .min(buf.len().saturating_sub(page));
-            }
-            None => {
-                let q = query.clone();
-                z.matched = None;
-                self.say(Level::Info, format!("not found: {q}"));
-            }
+        if let Some(seq) = buf.find(&query, from, forward) {
+            z.matched = Some(seq);
+            z.follow = false;
+            // Put the match in the middle of the view.
+            let from_end = usize::try_from(buf.end_seq() - 1 - seq).unwrap_or(usize::MAX);
+            z.offset = from_end
+                .saturating_sub(page / 2)
+                .min(buf.len().saturating_sub(page));
+        } else {
+            z.matched = None;
+            self.say(Level::Info, format!("not found: {query}"));
         }
     }
 }

@@ -5,7 +5,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{LineGauge, Paragraph};
 
-use super::text::bytes;
+use super::text::{bytes, cells};
 use crate::progress::{Totals, eta_secs, fmt_duration};
 use crate::text::sanitize::sanitize_plain;
 use crate::tui::app::App;
@@ -46,7 +46,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     };
     // The clock gives way to the counts on a narrow terminal: first the elapsed
     // time, then the ETA.
-    let counts_w: usize = counts.iter().map(|s| s.width()).sum();
+    let counts_w: usize = counts.iter().map(Span::width).sum();
     let full = format!(
         "elapsed {} · eta {eta} ",
         fmt_duration(app.now - app.started_at)
@@ -59,7 +59,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .unwrap_or_default();
     let [left, right] = Layout::horizontal([
         Constraint::Min(0),
-        Constraint::Length(clock.chars().count() as u16),
+        Constraint::Length(cells(clock.chars().count())),
     ])
     .areas(rows[0]);
     frame.render_widget(Paragraph::new(Line::from(counts)), left);

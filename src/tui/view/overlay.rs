@@ -5,6 +5,7 @@ use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
+use super::text::cells;
 use crate::text::sanitize::sanitize_plain;
 use crate::tui::app::{App, Input, Purpose};
 use crate::tui::keymap::HELP;
@@ -37,7 +38,7 @@ pub fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
             ]));
         }
     }
-    let height = lines.len() as u16 + 2;
+    let height = cells(lines.len()).saturating_add(2);
     let rect = centered(area, 78, height);
     frame.render_widget(Clear, rect);
     frame.render_widget(
@@ -56,7 +57,7 @@ pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         0 => "Nothing runs any more. Quit? (y / n)".to_string(),
         n => format!("{n} batches are running. Stop them and quit? (y / n)"),
     };
-    let rect = centered(area, text.chars().count() as u16 + 4, 3);
+    let rect = centered(area, cells(text.chars().count()).saturating_add(4), 3);
     frame.render_widget(Clear, rect);
     frame.render_widget(
         Paragraph::new(Line::styled(text, theme.bold()))
@@ -78,7 +79,7 @@ pub fn input(frame: &mut Frame, area: Rect, app: &App, input: &Input, theme: &Th
         ),
     };
     let width = area.width.saturating_sub(4).clamp(20, 100);
-    let rect = centered(area, width, input.fields.len() as u16 + 2);
+    let rect = centered(area, width, cells(input.fields.len()).saturating_add(2));
     frame.render_widget(Clear, rect);
     let block = Block::bordered()
         .border_style(theme.focus())
@@ -93,7 +94,7 @@ pub fn input(frame: &mut Frame, area: Rect, app: &App, input: &Input, theme: &Th
         .unwrap_or(0)
         + 2;
     for (i, f) in input.fields.iter().enumerate() {
-        let y = inner.y + i as u16;
+        let y = inner.y.saturating_add(cells(i));
         if y >= inner.bottom() {
             break;
         }
@@ -115,7 +116,7 @@ pub fn input(frame: &mut Frame, area: Rect, app: &App, input: &Input, theme: &Th
         ]);
         frame.render_widget(Paragraph::new(line), Rect::new(inner.x, y, inner.width, 1));
         if i == input.active {
-            let x = inner.x + (label_w + f.cursor - skip) as u16;
+            let x = inner.x.saturating_add(cells(label_w + f.cursor - skip));
             frame.set_cursor_position(Position::new(x.min(inner.right().saturating_sub(1)), y));
         }
     }

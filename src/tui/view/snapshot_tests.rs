@@ -32,7 +32,7 @@ fn view(index: usize, status: BatchStatus) -> BatchView {
 fn running(index: usize, worker: usize, done: u32) -> BatchView {
     BatchView {
         worker: Some(worker),
-        pid: Some(4000 + worker as u32),
+        pid: Some(4000 + u32::try_from(worker).unwrap()),
         running_since: Some(NOW - 3.0 * worker as f64),
         nodes_done: done,
         executing: 1,

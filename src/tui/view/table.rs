@@ -6,6 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::pane::elapsed;
+use super::text::cells;
 use crate::engine::{BatchStatus, BatchView};
 use crate::progress::fmt_duration;
 use crate::text::sanitize::sanitize_plain;
@@ -114,7 +115,7 @@ fn detail_height(v: &BatchView, theme: &Theme, width: u16) -> u16 {
         .iter()
         .map(|l| l.width().div_ceil(usize::from(width)).max(1))
         .sum();
-    (rows + 2).min(usize::from(u16::MAX)) as u16
+    cells(rows + 2)
 }
 
 /// A failed batch's failing nodes, their messages and where their compiled SQL is.

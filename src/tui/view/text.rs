@@ -28,6 +28,11 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A count of cells as a terminal coordinate: saturating, never wrapping.
+pub fn cells(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
 /// `[#####.....]` with `width` cells, for places a gauge widget would be too much.
 pub fn bar(done: u32, total: u32, width: usize) -> String {
     if width == 0 {
@@ -36,7 +41,9 @@ pub fn bar(done: u32, total: u32, width: usize) -> String {
     let filled = if total == 0 {
         0
     } else {
-        ((f64::from(done) / f64::from(total)) * width as f64).round() as usize
+        // In integers: done × width / total, rounded.
+        let (done, total) = (u64::from(done.min(total)), u64::from(total));
+        usize::try_from((done * width as u64 + total / 2) / total).unwrap_or(width)
     };
     let filled = filled.min(width);
     format!("{}{}", "█".repeat(filled), "░".repeat(width - filled))

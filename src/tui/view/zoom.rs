@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::pane::elapsed;
 use super::table::failure_lines;
-use super::text::log_line;
+use super::text::{cells, log_line};
 use crate::engine::BatchStatus;
 use crate::progress::fmt_duration;
 use crate::text::sanitize::sanitize_plain;
@@ -58,7 +58,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, z: &Zoom, theme: &Theme) {
     } else {
         Vec::new()
     };
-    let failure_h = (failure.len() as u16).min(inner.height / 3);
+    let failure_h = cells(failure.len()).min(inner.height / 3);
     let [top, body] =
         Layout::vertical([Constraint::Length(failure_h), Constraint::Min(0)]).areas(inner);
     if failure_h > 0 {
