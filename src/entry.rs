@@ -38,9 +38,11 @@ pub fn main() -> i32 {
 fn install_hooks() {
     // color-eyre first, so that its panic hook is the one ours chains to. Its
     // environment section is noise for people reading a failure.
-    let installed = color_eyre::config::HookBuilder::default()
-        .display_env_section(false)
-        .install();
+    let mut hooks = color_eyre::config::HookBuilder::default().display_env_section(false);
+    if !std::io::stderr().is_terminal() || std::env::var_os("NO_COLOR").is_some() {
+        hooks = hooks.theme(color_eyre::config::Theme::new());
+    }
+    let installed = hooks.install();
     if let Err(e) = installed {
         eprintln!("dbt-herd: error reports will be plain ({e})");
     }

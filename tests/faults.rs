@@ -518,3 +518,88 @@ fn resume_after_the_supervisor_was_killed_sweeps_its_orphans_first() {
         "attempt numbers go on after the crash"
     );
 }
+
+/// A crash mid-write leaves half a record at the journal's end. A resume cuts it
+/// (and says so) before appending, so the journal stays readable for every later
+/// resume.
+#[test]
+fn a_torn_journal_tail_is_cut_so_the_run_resumes_again_and_again() {
+    let dir = fake_project();
+    let t = tag("torn");
+    let _reaper = Reaper(t.clone());
+    let out = output(fake_run(dir.path(), &t, &["-s", "ok", "-s", "fail"]));
+    assert_eq!(out.status.code(), Some(1));
+    let state = dir.path().join("state");
+    let journal = state.join("journal.jsonl");
+    let len = std::fs::metadata(&journal).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .unwrap()
+        .set_len(len - 40)
+        .unwrap();
+    for round in 1..=2 {
+        let mut resume = std::process::Command::new(bin());
+        resume.args(["run", "--headless", "--resume"]).arg(&state);
+        let out = output(resume);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "round {round}: {err}");
+        assert!(!err.contains("corrupt"), "round {round}: {err}");
+        assert_eq!(
+            err.contains("cut short"),
+            round == 1,
+            "said once, when it was cut: {err}"
+        );
+        let s = summary(&state);
+        assert_eq!(batch(&s, "ok")["status"], "succeeded");
+        assert_eq!(batch(&s, "fail")["status"], "failed");
+    }
+    assert!(std::fs::read(&journal).unwrap().ends_with(b"\n"));
+}
+
+/// A failure of dbt-herd itself is not a usage error: exit 3, with its cause.
+#[test]
+fn a_state_dir_that_cannot_be_created_exits_3_with_its_cause() {
+    let dir = fake_project();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let mut c = std::process::Command::new(bin());
+    c.args(["run", "--headless", "--dbt"])
+        .arg(fake_dbt())
+        .arg("--project-dir")
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(file.join("state"));
+    let out = output(c);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("cannot create the state dir"), "{err}");
+    assert!(err.contains("Not a directory"), "the cause is shown: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// A journal that cannot be written (a full disk): no dbt process starts without
+/// its record, the run ends with exit 3, and the closing lines say why.
+#[test]
+fn a_journal_write_failure_starts_nothing_and_exits_3() {
+    let dir = fake_project();
+    let t = tag("journal-full");
+    let _reaper = Reaper(t.clone());
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::os::unix::fs::symlink("/dev/full", state.join("journal.jsonl")).unwrap();
+    let out = output(fake_run(dir.path(), &t, &["-s", "ok", "-s", "fail"]));
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("dbt-herd failed: cannot write the journal"),
+        "{stdout}"
+    );
+    assert!(
+        !state.join("batches/ok/invocations.jsonl").exists(),
+        "no dbt process was started"
+    );
+    let s = summary(&state);
+    assert_eq!(batch(&s, "ok")["status"], "pending");
+    assert!(stdout.contains("summary.json: "), "{stdout}");
+}
