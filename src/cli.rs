@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{UsageError, UsageResult};
 use crate::plan::{Step, Window};
+use crate::usage;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -129,8 +131,8 @@ pub(crate) struct RunArgs {
     pub retries: Option<u32>,
 
     /// KEY=VALUE for every dbt process; {batch} and {worker} in VALUE are replaced (repeatable).
-    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = crate::config::EnvTemplate::parse)]
-    pub env: Vec<crate::config::EnvTemplate>,
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = EnvTemplate::parse)]
+    pub env: Vec<EnvTemplate>,
 
     /// Where the journal, summary and per-batch target/logs go [default: .dbt-herd/<run id>].
     #[arg(long, value_name = "DIR")]
@@ -185,6 +187,55 @@ pub(crate) struct DemoArgs {
     /// Only create the venv and the demo data, print the dbt path, and exit.
     #[arg(long)]
     pub prepare_only: bool,
+}
+
+/// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`. Stored in
+/// run.json as it was typed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub(crate) struct EnvTemplate {
+    pub key: String,
+    pub value: String,
+}
+
+impl EnvTemplate {
+    pub fn parse(s: &str) -> UsageResult<Self> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| usage!("invalid --env '{s}': expected KEY=VALUE"))?;
+        let valid_key = !key.is_empty()
+            && !key.starts_with(|c: char| c.is_ascii_digit())
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_key {
+            return Err(usage!(
+                "invalid --env '{s}': '{key}' is not a valid variable name"
+            ));
+        }
+        Ok(Self {
+            key: key.to_string(),
+            value: value.to_string(),
+        })
+    }
+
+    /// The value for one batch on one worker slot.
+    pub fn render(&self, batch_id: &str, worker: usize) -> String {
+        self.value
+            .replace("{batch}", batch_id)
+            .replace("{worker}", &worker.to_string())
+    }
+}
+
+impl TryFrom<String> for EnvTemplate {
+    type Error = UsageError;
+    fn try_from(s: String) -> UsageResult<Self> {
+        Self::parse(&s)
+    }
+}
+
+impl From<EnvTemplate> for String {
+    fn from(t: EnvTemplate) -> String {
+        format!("{}={}", t.key, t.value)
+    }
 }
 
 /// A whole number, with a reason a person can act on when it is not one.

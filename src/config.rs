@@ -6,61 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::cli::{DbtCommand, RunArgs};
-use crate::error::{UsageError, UsageResult};
+use crate::cli::{DbtCommand, EnvTemplate, RunArgs};
+use crate::error::UsageResult;
 use crate::plan::{self, PlanSpec, Step};
 use crate::usage;
-
-/// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`. Stored in
-/// run.json as it was typed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub(crate) struct EnvTemplate {
-    pub key: String,
-    pub value: String,
-}
-
-impl EnvTemplate {
-    pub fn parse(s: &str) -> UsageResult<Self> {
-        let (key, value) = s
-            .split_once('=')
-            .ok_or_else(|| usage!("invalid --env '{s}': expected KEY=VALUE"))?;
-        let valid_key = !key.is_empty()
-            && !key.starts_with(|c: char| c.is_ascii_digit())
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid_key {
-            return Err(usage!(
-                "invalid --env '{s}': '{key}' is not a valid variable name"
-            ));
-        }
-        Ok(Self {
-            key: key.to_string(),
-            value: value.to_string(),
-        })
-    }
-
-    /// The value for one batch on one worker slot.
-    pub fn render(&self, batch_id: &str, worker: usize) -> String {
-        self.value
-            .replace("{batch}", batch_id)
-            .replace("{worker}", &worker.to_string())
-    }
-}
-
-impl TryFrom<String> for EnvTemplate {
-    type Error = UsageError;
-    fn try_from(s: String) -> UsageResult<Self> {
-        Self::parse(&s)
-    }
-}
-
-impl From<EnvTemplate> for String {
-    fn from(t: EnvTemplate) -> String {
-        format!("{}={}", t.key, t.value)
-    }
-}
 
 /// Everything an engine needs to run a plan, validated.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use include_dir::{Dir, include_dir};
 
+use crate::cli::EnvTemplate;
 use crate::cli::{DemoArgs, RunArgs};
-use crate::config::EnvTemplate;
 use crate::engine::{BatchStatus, Event};
 use crate::error::UsageResult;
 use crate::plan::Window;

@@ -590,7 +590,12 @@ fn a_journal_write_failure_starts_nothing_and_exits_3() {
     std::os::unix::fs::symlink("/dev/full", state.join("journal.jsonl")).unwrap();
     let out = output(fake_run(dir.path(), &t, &["-s", "ok", "-s", "fail"]));
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(3), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
     assert!(
         stdout.contains("dbt-herd failed: cannot write the journal"),
         "{stdout}"

@@ -151,7 +151,7 @@ pub fn invocation(
 mod tests {
     use super::*;
     use crate::cli::DbtCommand;
-    use crate::config::EnvTemplate;
+    use crate::cli::EnvTemplate;
     use crate::plan::{PlanSpec, Step};
     use std::time::Duration;
 

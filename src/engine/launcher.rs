@@ -2,28 +2,10 @@
 //! control channel and a report channel; today's launcher starts one cold `dbt`
 //! process per attempt. The engine sees only this trait, so tests put a fake in.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use tokio::sync::mpsc;
 
-use crate::dbt::argv::Invocation;
 use crate::engine::attempt;
-use crate::engine::protocol::{AttemptCtl, AttemptKey, AttemptReport};
-
-/// Everything one attempt needs.
-#[derive(Debug, Clone)]
-pub(crate) struct AttemptSpec {
-    pub key: AttemptKey,
-    pub invocation: Invocation,
-    pub target_dir: PathBuf,
-    pub log_dir: PathBuf,
-    /// Raw copies of everything the child writes.
-    pub stdout_file: PathBuf,
-    pub stderr_file: PathBuf,
-    pub grace_int: Duration,
-    pub grace_term: Duration,
-}
+use crate::engine::protocol::{AttemptCtl, AttemptReport, AttemptSpec};
 
 pub(crate) trait Launcher: Send + Sync + 'static {
     /// Starts the attempt. The launcher reports on `reports`, `Spawned` (or

@@ -3,9 +3,12 @@
 //! protocol (`messages`) and dbt's types, and nothing of the modules that use it,
 //! so no sender drags its receiver's module into an import cycle.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
-use crate::dbt::argv::AttemptKind;
+use crate::dbt::argv::{AttemptKind, Invocation};
 use crate::dbt::events::{DbtEvent, EventKind, Level};
 use crate::dbt::run_results::{ReadError, RunResults};
 use crate::engine::messages::{BatchStatus, Event};
@@ -33,6 +36,20 @@ impl ExitInfo {
             _ => "dbt ended".into(),
         }
     }
+}
+
+/// Everything one attempt needs.
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptSpec {
+    pub key: AttemptKey,
+    pub invocation: Invocation,
+    pub target_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// Raw copies of everything the child writes.
+    pub stdout_file: PathBuf,
+    pub stderr_file: PathBuf,
+    pub grace_int: Duration,
+    pub grace_term: Duration,
 }
 
 /// Orders for a running attempt's actor.

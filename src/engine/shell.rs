@@ -18,15 +18,17 @@ use crate::dbt::argv::{self, AttemptKind};
 use crate::dbt::events::Level;
 use crate::engine::core::{CoreConfig, EngineCore};
 use crate::engine::fingerprint::fingerprint;
+use crate::engine::handle::{EngineHandle, EngineOutcome};
 use crate::engine::journal::Journal;
-use crate::engine::launcher::{AttemptSpec, Launcher};
+use crate::engine::launcher::Launcher;
 use crate::engine::listing::{self, Listed};
 use crate::engine::messages::{Command, Event, Resources};
 use crate::engine::outbox::Outbox;
-use crate::engine::protocol::{AttemptCtl, AttemptKey, AttemptReport, Effect, JournalEntry, Prior};
+use crate::engine::protocol::{
+    AttemptCtl, AttemptKey, AttemptReport, AttemptSpec, Effect, JournalEntry, Prior,
+};
 use crate::engine::sampler::{self, LiveGroups};
 use crate::engine::summary::Summary;
-use crate::engine::{EngineHandle, EngineOutcome};
 use crate::plan::Batch;
 use crate::state_dir::{StateDir, write_atomic};
 

@@ -16,9 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::dbt::run_results::{self, ReadError, RunResults};
-use crate::engine::launcher::AttemptSpec;
 use crate::engine::process;
-use crate::engine::protocol::{AttemptCtl, AttemptReport, ExitInfo};
+use crate::engine::protocol::{AttemptCtl, AttemptReport, AttemptSpec, ExitInfo};
 use ladder::Ladder;
 use output::Pump;
 use watch::ResultsWatch;

@@ -1,0 +1,70 @@
+//! A face's grip on a running engine: commands in, events out, and the outcome
+//! when it ends. Nothing else of the engine is reachable from a face.
+
+use std::path::PathBuf;
+
+use color_eyre::eyre::WrapErr;
+use tokio::sync::mpsc;
+
+use crate::engine::messages::{Command, Event};
+use crate::engine::summary::Summary;
+
+/// How the engine ended.
+#[derive(Debug)]
+pub(crate) struct EngineOutcome {
+    pub summary: Summary,
+    /// Where summary.json is, if its last write succeeded.
+    pub summary_path: Option<PathBuf>,
+    /// A failure of dbt-herd itself (journal or summary not written), if any.
+    pub fault: Option<String>,
+}
+
+/// A face's grip on a running engine: commands in, events out.
+pub(crate) struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<Event>,
+    join: tokio::task::JoinHandle<EngineOutcome>,
+}
+
+impl EngineHandle {
+    pub(super) fn new(
+        commands: mpsc::Sender<Command>,
+        events: mpsc::Receiver<Event>,
+        join: tokio::task::JoinHandle<EngineOutcome>,
+    ) -> Self {
+        Self {
+            commands,
+            events,
+            join,
+        }
+    }
+
+    /// Sends a command; false if the engine is gone or has too many queued.
+    pub fn send(&self, cmd: Command) -> bool {
+        self.commands.try_send(cmd).is_ok()
+    }
+
+    /// The next event; `None` once the engine has ended.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// An event already waiting, if any.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
+    /// Waits for the engine to end. Events not yet read are dropped, so the engine
+    /// never waits on a face that has stopped reading.
+    pub async fn finish(self) -> color_eyre::Result<EngineOutcome> {
+        let Self {
+            commands,
+            events,
+            join,
+        } = self;
+        // Dropping the command sender also stops an engine nobody told to stop.
+        drop(commands);
+        drop(events);
+        join.await.wrap_err("the engine task failed")
+    }
+}
