@@ -35,6 +35,17 @@ pub(crate) enum Command {
     Demo(DemoArgs),
 }
 
+/// Whether the batches share one warehouse (and so must be ordered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SharedWarehouse {
+    /// Shared unless `--env` gives each worker or batch its own ({worker} or {batch}).
+    #[default]
+    Auto,
+    Yes,
+    No,
+}
+
 /// The dbt subcommand every batch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -133,6 +144,12 @@ pub(crate) struct RunArgs {
     /// KEY=VALUE for every dbt process; {batch} and {worker} in VALUE are replaced (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = EnvTemplate::parse)]
     pub env: Vec<EnvTemplate>,
+
+    /// Whether the batches share one warehouse: auto (shared unless --env gives each worker or
+    /// batch its own, with {worker} or {batch}), yes or no. On a shared one the plan is resolved
+    /// against dbt's graph so that no two batches write one relation at once [default: auto].
+    #[arg(long, value_name = "WHEN")]
+    pub shared_warehouse: Option<SharedWarehouse>,
 
     /// Where the journal, summary and per-batch target/logs go [default: .dbt-herd/<run id>].
     #[arg(long, value_name = "DIR")]

@@ -200,6 +200,7 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         budget: given.budget.or(stored.budget),
         retries: given.retries.or(stored.retries),
         env: pick_vec(&given.env, &stored.env),
+        shared_warehouse: given.shared_warehouse.or(stored.shared_warehouse),
         state_dir: None,
         resume: given.resume.clone(),
         headless: given.headless,

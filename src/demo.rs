@@ -161,8 +161,9 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
         "dbt-herd demo: backfilling {} daily windows from {start} with {} workers; the {LATE_DAY} shipments file arrives late",
         args.days, args.workers
     );
-    let prepared = start::prepare(&run_args)?;
+    let mut prepared = start::prepare(&run_args)?;
     crate::entry::runtime()?.block_on(async move {
+        prepared.resolve().await?;
         let outcome = if interactive {
             let handle = start::start(prepared, true)?;
             let opts = tui::TuiOptions {

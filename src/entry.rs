@@ -110,6 +110,26 @@ pub(crate) fn usage_line(e: &clap::Error) -> String {
     }
 }
 
+/// Runs `work` unless SIGINT, SIGTERM or SIGHUP comes first; then every child
+/// it started is killed and the signal is returned.
+pub(crate) async fn until_signal<T>(
+    work: impl std::future::Future<Output = color_eyre::Result<T>>,
+) -> color_eyre::Result<Option<i32>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let sig = tokio::select! {
+        r = work => return r.map(|_| None),
+        _ = int.recv() => libc::SIGINT,
+        _ = term.recv() => libc::SIGTERM,
+        _ = hup.recv() => libc::SIGHUP,
+    };
+    process::kill_all_registered();
+    eprintln!("dbt-herd: interrupted while resolving the plan");
+    Ok(Some(sig))
+}
+
 /// The TUI needs a real terminal on both ends; anything else gets line output.
 fn tui_possible() -> bool {
     std::io::stdout().is_terminal()
@@ -127,12 +147,12 @@ pub(crate) fn runtime() -> color_eyre::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> color_eyre::Result<i32> {
     match cli.command {
         Command::Run(args) => {
-            let prepared = start::prepare(&args)?;
+            let mut prepared = start::prepare(&args)?;
             let interactive = !args.headless && tui_possible();
-            for id in &prepared.changed {
-                eprintln!("dbt-herd: batch {id} changed since it succeeded; it runs again");
-            }
             runtime()?.block_on(async {
+                if let Some(sig) = until_signal(prepared.resolve()).await? {
+                    return Ok(exit::SIGNAL_BASE + sig);
+                }
                 let outcome = if interactive {
                     let handle = start::start(prepared, true)?;
                     tui::run(handle, tui::TuiOptions::default()).await?

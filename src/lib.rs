@@ -13,6 +13,7 @@ pub mod demo;
 mod engine;
 pub mod entry;
 pub mod error;
+mod graph;
 mod plan;
 #[doc(hidden)]
 pub mod procfs;

@@ -67,7 +67,7 @@ impl Step {
 }
 
 /// A half-open date range `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Window {
     pub start: NaiveDate,
     pub end: NaiveDate,
@@ -128,7 +128,7 @@ pub fn windows(range: Window, step: Step) -> Vec<Window> {
 }
 
 /// One unit of work: one dbt invocation (plus its retries).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// Stable, file-system safe id (`[A-Za-z0-9._-]`), unique in the plan.
     pub id: String,
@@ -140,6 +140,19 @@ pub struct Batch {
     pub window: Option<Window>,
     /// The full vars for this batch (base vars merged with the window vars).
     pub vars: Map<String, Value>,
+    /// Nodes this batch leaves to other batches (on a shared warehouse), added to
+    /// the run's `--exclude`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// dbt's `--indirect-selection`, when the plan lists a batch's tests itself.
+    #[serde(default)]
+    pub indirect_selection: Option<String>,
+    /// Ids of the batches that must succeed before this one starts.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Relations this batch writes that no other batch may write at the same time.
+    #[serde(default)]
+    pub locks: Vec<String>,
 }
 
 /// What the plan is built from (already validated values).
@@ -220,6 +233,7 @@ pub fn build(spec: &PlanSpec) -> Vec<Batch> {
                 select: sel.cloned(),
                 window: *win,
                 vars,
+                ..Batch::default()
             });
         }
     }

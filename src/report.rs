@@ -101,6 +101,9 @@ impl<W: Write> Reporter<W> {
                     info.command, batches.len(), info.workers, info.threads, info.budget, info.retries
                 ));
                 self.line(&format!("state dir: {}", clean(&info.state_dir)));
+                for line in &info.plan {
+                    self.line(&clean(line));
+                }
                 self.info = Some(info.clone());
                 self.batches = batches.clone();
             }
@@ -251,6 +254,13 @@ fn summary_lines(
             clean(&b.label),
             b.attempts,
             clean(b.error.as_deref().unwrap_or("-"))
+        ));
+    }
+    for b in summary.batches.iter().filter(|b| b.blocked) {
+        lines.push(format!(
+            "  blocked {}: waits on {}, which did not succeed",
+            clean(&b.label),
+            clean(b.waiting_on.as_deref().unwrap_or("-"))
         ));
     }
     if let Some(fault) = &engine.fault {

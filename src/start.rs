@@ -10,6 +10,7 @@ use crate::dbt::run_results;
 use crate::engine::journal::{self, JournalState};
 use crate::engine::protocol::Prior;
 use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
+use crate::graph::resolve::{self, PlanReport};
 use crate::plan::{self, Batch};
 use crate::state_dir::StateDir;
 use crate::usage;
@@ -18,10 +19,11 @@ pub(crate) struct PreparedRun {
     pub settings: RunSettings,
     pub plan: Vec<Batch>,
     pub state: StateDir,
-    /// What a resumed journal says about batches, by id.
-    pub prior: BTreeMap<String, Prior>,
-    /// Batches a resume reruns because what they run changed.
-    pub changed: Vec<String>,
+    /// The journal of the run being resumed, if it is one.
+    past: Option<JournalState>,
+    shared: crate::cli::SharedWarehouse,
+    /// What resolving the plan decided (`resolve` fills it in).
+    report: Option<PlanReport>,
 }
 
 /// Validates everything and sets up the state dir. Nothing is started yet.
@@ -51,8 +53,9 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
         settings,
         plan,
         state,
-        prior: BTreeMap::new(),
-        changed: Vec::new(),
+        past: None,
+        shared: given.shared_warehouse.unwrap_or_default(),
+        report: None,
     })
 }
 
@@ -79,15 +82,27 @@ fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<
             "dbt-herd: killed a dbt process of batch {batch} left running by the previous run"
         );
     }
-    let (prior, changed) = priors(&settings, &plan, &state, &past);
     state.store_run(&config::normalized_for_storage(&merged))?;
     Ok(PreparedRun {
         settings,
         plan,
         state,
-        prior,
-        changed,
+        past: Some(past),
+        shared: merged.shared_warehouse.unwrap_or_default(),
+        report: None,
     })
+}
+
+impl PreparedRun {
+    /// Resolves the plan for the warehouse it runs on (`dbt ls` when batches
+    /// share one), before anything starts.
+    pub async fn resolve(&mut self) -> color_eyre::Result<&PlanReport> {
+        let plan = std::mem::take(&mut self.plan);
+        let work = self.state.root.join("plan");
+        let (plan, report) = resolve::resolve(&self.settings, plan, &work, self.shared).await?;
+        self.plan = plan;
+        Ok(self.report.insert(report))
+    }
 }
 
 /// What each batch of the plan carries over from the journal, and which batches
@@ -141,12 +156,23 @@ fn priors(
 /// Starts the engine on a prepared run with real dbt processes. `logs`: whether
 /// the face shows dbt's log lines.
 pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHandle> {
+    // What a resume carries over, judged on the plan as resolved (a batch that
+    // now leaves nodes to others runs something else than it did).
+    let (prior, changed) = p
+        .past
+        .as_ref()
+        .map(|past| priors(&p.settings, &p.plan, &p.state, past))
+        .unwrap_or_default();
+    for id in &changed {
+        eprintln!("dbt-herd: batch {id} changed since it succeeded; it runs again");
+    }
     engine::spawn(EngineSetup {
         settings: p.settings,
         plan: p.plan,
         state: p.state,
-        prior: p.prior,
+        prior,
         launcher: Arc::new(engine::ProcessLauncher),
         logs,
+        report: p.report,
     })
 }

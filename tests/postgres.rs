@@ -6,33 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::postgres::{Postgres, SCHEMA, Who};
+use common::postgres::{Postgres, SCHEMA, Who, pg_project};
 use common::*;
 
 const THREADS: u32 = 2;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/pg_projects")
-        .join(name)
-}
-
-/// Copies a fixture project, so that dbt's target/ and logs/ land in a temp dir.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
 
 fn check(what: &str, out: &Output) {
     assert!(
@@ -49,9 +28,7 @@ fn one_window_builds_on_postgres_within_its_threads() {
     let pg = Postgres::start();
     let dbt =
         dbt_herd::venv::ensure(&mut std::io::stderr()).unwrap_or_else(|e| panic!("dbt venv: {e}"));
-    let work = tempfile::tempdir().unwrap();
-    let project = work.path().join("windows");
-    copy_dir(&fixture("windows"), &project);
+    let (work, project) = pg_project("windows");
     pg.write_profiles(work.path(), "herd_windows", THREADS);
     let t = tag("pg-smoke");
     let _reaper = Reaper(t.clone());

@@ -83,17 +83,51 @@ pub fn list_models_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Pa
     a
 }
 
+/// `dbt ls` of every node the batch selects, one JSON object per line on stdout.
+pub fn list_nodes_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Path) -> Vec<String> {
+    let mut a: Vec<String> = vec!["ls".into()];
+    a.extend(selection_args(s, batch));
+    a.extend([
+        "--output".into(),
+        "json".into(),
+        "--output-keys".into(),
+        "unique_id resource_type".into(),
+        "--quiet".into(),
+    ]);
+    a.extend(location_args(s, target, logs));
+    a
+}
+
+/// Node unique ids from `dbt ls --output json` lines; other lines are ignored.
+pub fn parse_node_list(stdout: &str) -> std::collections::BTreeSet<String> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter_map(|v| v.get("unique_id")?.as_str().map(str::to_string))
+        .collect()
+}
+
 /// What a batch selects: `--select`, `--exclude`, `--selector` and its `--vars`.
 fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
     let mut a = Vec::new();
     if let Some(sel) = &batch.select {
         a.extend(["--select".into(), sel.clone()]);
     }
-    if let Some(ex) = &s.exclude {
-        a.extend(["--exclude".into(), ex.clone()]);
+    // One union of selectors: the run's own exclusion, then the batch's.
+    let exclude: Vec<&str> = s
+        .exclude
+        .iter()
+        .map(String::as_str)
+        .chain(batch.exclude.iter().map(String::as_str))
+        .collect();
+    if !exclude.is_empty() {
+        a.extend(["--exclude".into(), exclude.join(" ")]);
     }
     if let Some(name) = &s.selector {
         a.extend(["--selector".into(), name.clone()]);
+    }
+    if let Some(how) = &batch.indirect_selection {
+        a.extend(["--indirect-selection".into(), how.clone()]);
     }
     if !batch.vars.is_empty() {
         // JSON is valid YAML, and quoting keeps dates as strings
@@ -192,6 +226,7 @@ mod tests {
             select: Some("tag:a".into()),
             window: None,
             vars,
+            ..Batch::default()
         }
     }
 

@@ -5,7 +5,7 @@ use crate::config::RunSettings;
 use crate::plan::Batch;
 
 pub(crate) fn fingerprint(s: &RunSettings, b: &Batch) -> String {
-    let text = serde_json::json!({
+    let mut what = serde_json::json!({
         "command": s.command.to_string(),
         "select": b.select,
         "exclude": s.exclude,
@@ -14,8 +14,16 @@ pub(crate) fn fingerprint(s: &RunSettings, b: &Batch) -> String {
         "project": s.project_dir,
         "target": s.target,
         "extra": s.extra_args,
-    })
-    .to_string();
+    });
+    // Only when a shared-warehouse plan set them, so that the fingerprints of
+    // runs recorded before these existed stay the same.
+    if !b.exclude.is_empty() {
+        what["batch_exclude"] = serde_json::json!(b.exclude);
+    }
+    if let Some(how) = &b.indirect_selection {
+        what["indirect_selection"] = serde_json::json!(how);
+    }
+    let text = what.to_string();
     // FNV-1a: stable across Rust versions, unlike std's hasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {

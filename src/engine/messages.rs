@@ -108,6 +108,71 @@ pub struct BatchView {
     pub error: Option<String>,
     pub failing: Vec<FailingNode>,
     pub auto_retries_left: u32,
+    /// Batches (indices) that must succeed before this one starts.
+    pub after: Vec<usize>,
+    /// Relations it writes that no other batch may write at the same time.
+    pub locks: Vec<String>,
+}
+
+/// Why a pending batch does not start yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wait {
+    /// The batch it waits on: a prerequisite, or the holder of a relation it
+    /// writes too. When blocked, the prerequisite that failed.
+    pub on: usize,
+    /// A prerequisite failed or was cancelled: it starts only after that one is
+    /// retried and succeeds.
+    pub blocked: bool,
+    /// The relation a running batch holds, when that is the reason.
+    pub relation: Option<String>,
+}
+
+/// Why batch `b` waits, from the views of all batches. `None` if it is not
+/// pending or could start as far as its prerequisites and locks go.
+pub(crate) fn wait_of(views: &[BatchView], b: usize) -> Option<Wait> {
+    wait_within(views, b, views.len())
+}
+
+fn wait_within(views: &[BatchView], b: usize, depth: usize) -> Option<Wait> {
+    let v = views.get(b)?;
+    if v.status != BatchStatus::Pending || depth == 0 {
+        return None;
+    }
+    for &p in &v.after {
+        let Some(pv) = views.get(p) else { continue };
+        match pv.status {
+            BatchStatus::Succeeded => {}
+            BatchStatus::Failed | BatchStatus::Cancelled => {
+                return Some(Wait {
+                    on: p,
+                    blocked: true,
+                    relation: None,
+                });
+            }
+            _ => {
+                // Name the failure at the root of a chain of blocked batches.
+                return Some(match wait_within(views, p, depth - 1) {
+                    Some(w) if w.blocked => w,
+                    _ => Wait {
+                        on: p,
+                        blocked: false,
+                        relation: None,
+                    },
+                });
+            }
+        }
+    }
+    views
+        .iter()
+        .filter(|r| r.status == BatchStatus::Running && r.index != b)
+        .find_map(|r| {
+            let rel = v.locks.iter().find(|l| r.locks.contains(l))?;
+            Some(Wait {
+                on: r.index,
+                blocked: false,
+                relation: Some(rel.clone()),
+            })
+        })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +204,9 @@ pub struct RunInfo {
     pub retries: u32,
     pub state_dir: String,
     pub command: String,
+    /// What the plan decided (the warehouse, run-once batches, orders), one line each.
+    #[serde(default)]
+    pub plan: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,6 +29,7 @@ use crate::engine::protocol::{
 };
 use crate::engine::sampler::{self, LiveGroups};
 use crate::engine::summary::Summary;
+use crate::graph::resolve::PlanReport;
 use crate::plan::Batch;
 use crate::state_dir::{StateDir, write_atomic};
 
@@ -52,6 +53,8 @@ pub(crate) struct EngineSetup {
     pub launcher: Arc<dyn Launcher>,
     /// Whether the face shows dbt's log lines (the headless reporter does not).
     pub logs: bool,
+    /// What resolving the plan decided, for the faces and summary.json.
+    pub report: Option<PlanReport>,
 }
 
 /// Starts the engine task.
@@ -63,6 +66,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         prior,
         launcher,
         logs,
+        report,
     } = setup;
     let journal_path = state.journal_path();
     let journal = Journal::open(&journal_path)
@@ -75,6 +79,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         state_dir: state.root.display().to_string(),
         command: settings.command.to_string(),
         compiled_root_name: project_name(&settings.project_dir),
+        plan: report.as_ref().map(PlanReport::lines).unwrap_or_default(),
     };
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let (events_tx, events) = mpsc::channel(EVENTS);
@@ -97,6 +102,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         summary_due: false,
         summary_written: false,
         started_at: chrono::Utc::now().to_rfc3339(),
+        report,
     };
     let inputs = Inputs {
         commands,
@@ -142,6 +148,7 @@ struct Shell {
     /// The last write of summary.json succeeded.
     summary_written: bool,
     started_at: String,
+    report: Option<PlanReport>,
 }
 
 impl Shell {
@@ -194,7 +201,7 @@ impl Shell {
             self.catch_up(&inp.groups);
         }
         self.write_summary(true);
-        let summary = Summary::of(&self.core, &self.started_at, true, now_secs());
+        let summary = self.summary(true);
         let outcome = EngineOutcome {
             summary,
             summary_path: self.summary_written.then(|| self.state.summary_path()),
@@ -346,8 +353,14 @@ impl Shell {
         listing::spawn(b, inv, self.listed.clone());
     }
 
+    fn summary(&self, finished: bool) -> Summary {
+        let mut s = Summary::of(&self.core, &self.started_at, finished, now_secs());
+        s.plan.clone_from(&self.report);
+        s
+    }
+
     fn write_summary(&mut self, finished: bool) {
-        let s = Summary::of(&self.core, &self.started_at, finished, now_secs());
+        let s = self.summary(finished);
         let path = self.state.summary_path();
         let written = serde_json::to_vec_pretty(&s)
             .map_err(std::io::Error::other)

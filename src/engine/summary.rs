@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dbt::run_results::NodeCounts;
 use crate::engine::core::EngineCore;
-use crate::engine::messages::BatchStatus;
+use crate::engine::messages::{BatchStatus, wait_of};
 
 /// A batch's status as summary.json says it: a batch still running when the run
 /// ended did not finish, so it counts as pending.
@@ -46,6 +46,9 @@ pub(crate) struct Summary {
     pub threads: u32,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// What the plan decided: the warehouse, run-once batches, orders, locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::graph::resolve::PlanReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,14 +62,27 @@ pub(crate) struct BatchSummary {
     pub error: Option<String>,
     /// dbt matched no node for this batch's selection (it still exits 0).
     pub nothing_selected: bool,
+    /// Ids of the batches that must succeed before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// A batch it waits on, if it is pending and cannot start yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
+    /// Its wait is on a prerequisite that failed or was cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocked: bool,
 }
 
 impl Summary {
     pub fn of(core: &EngineCore, started_at: &str, finished: bool, now: f64) -> Self {
+        let views: Vec<_> = (0..core.batch_count()).map(|i| core.view(i, now)).collect();
+        let id = |i: usize| views.get(i).map(|v| v.id.clone()).unwrap_or_default();
         Self {
-            batches: (0..core.batch_count())
-                .map(|i| {
-                    let v = core.view(i, now);
+            batches: views
+                .iter()
+                .map(|v| {
+                    let wait = wait_of(&views, v.index);
+                    let v = v.clone();
                     BatchSummary {
                         id: v.id,
                         label: v.label,
@@ -76,6 +92,9 @@ impl Summary {
                         nodes: v.counts,
                         error: v.error,
                         nothing_selected: v.nothing_selected,
+                        after: v.after.iter().map(|&a| id(a)).collect(),
+                        waiting_on: wait.as_ref().map(|w| id(w.on)),
+                        blocked: wait.is_some_and(|w| w.blocked),
                     }
                 })
                 .collect(),
@@ -84,6 +103,7 @@ impl Summary {
             threads: core.threads(),
             started_at: started_at.to_string(),
             finished_at: finished.then(|| chrono::Utc::now().to_rfc3339()),
+            plan: None,
         }
     }
 

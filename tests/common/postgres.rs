@@ -579,3 +579,28 @@ while True:
     print(cur.fetchone()[0], flush=True)
     time.sleep(0.05)
 "#;
+
+/// A copy of a project from tests/fixtures/pg_projects in a temp dir (so that
+/// dbt's target/ and logs/ never land in the repository): (the temp dir, the
+/// project dir in it).
+pub fn pg_project(name: &str) -> (tempfile::TempDir, PathBuf) {
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let dest = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &dest);
+            } else {
+                std::fs::copy(entry.path(), dest).unwrap();
+            }
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join(name);
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pg_projects")
+        .join(name);
+    copy_dir(&from, &project);
+    (work, project)
+}

@@ -68,6 +68,8 @@ pub(crate) struct BatchState {
     pub force_full: bool,
     /// A `dbt ls` for splitting it is under way.
     pub splitting: bool,
+    /// Batches (indices) that must succeed before this one starts.
+    pub after: Vec<usize>,
 }
 
 impl BatchState {
@@ -87,6 +89,7 @@ impl BatchState {
             auto_retries_left: retries,
             force_full: false,
             splitting: false,
+            after: Vec::new(),
         }
     }
 

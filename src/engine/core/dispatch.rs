@@ -1,6 +1,8 @@
 //! Slots, the queue and the budget: which batch starts where, and when a slot is
 //! free again.
 
+use std::collections::BTreeSet;
+
 use super::batch::AttemptRecord;
 use super::{EngineCore, Running, Slot};
 use crate::dbt::argv::AttemptKind;
@@ -8,7 +10,9 @@ use crate::engine::messages::{BatchStatus, Event};
 use crate::engine::protocol::{AttemptKey, Effect, JournalEntry};
 
 impl EngineCore {
-    /// Picks the next (batch, slot) that may start now, if any.
+    /// Picks the next (batch, slot) that may start now, if any: a free slot, room
+    /// in the budget, and the first queued batch whose prerequisites have all
+    /// succeeded and whose relations no running batch writes.
     pub fn next_dispatch(&self) -> Option<(usize, usize)> {
         if self.queue_paused || self.shutting_down {
             return None;
@@ -17,8 +21,29 @@ impl EngineCore {
             .slots
             .iter()
             .position(|s| !s.paused && !s.retiring && s.running.is_none())?;
-        let batch = *self.queue.front()?;
-        (self.budget_in_use() + self.cfg.threads <= self.cfg.budget).then_some((batch, slot))
+        if self.budget_in_use() + self.cfg.threads > self.cfg.budget {
+            return None;
+        }
+        let held: BTreeSet<&str> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.running.as_ref())
+            .flat_map(|r| {
+                self.batches[r.key.batch]
+                    .batch
+                    .locks
+                    .iter()
+                    .map(String::as_str)
+            })
+            .collect();
+        let batch = self.queue.iter().copied().find(|&b| {
+            let st = &self.batches[b];
+            st.after
+                .iter()
+                .all(|&p| self.batches[p].status == BatchStatus::Succeeded)
+                && !st.batch.locks.iter().any(|l| held.contains(l.as_str()))
+        })?;
+        Some((batch, slot))
     }
 
     /// The kind of the batch's next attempt. `dbt retry` only when the previous
@@ -45,7 +70,7 @@ impl EngineCore {
         let mut fx = Vec::new();
         let mut dispatched = false;
         while let Some((b, s)) = self.next_dispatch() {
-            self.queue.pop_front();
+            self.queue.retain(|&q| q != b);
             let kind = self.next_kind(b);
             let worker = self.slots[s].number;
             let st = &mut self.batches[b];
@@ -80,13 +105,10 @@ impl EngineCore {
         fx
     }
 
-    /// Nothing runs and nothing can start without a command.
+    /// Nothing runs and nothing can start without a command (the queue is
+    /// empty, paused, or holds only batches whose prerequisites failed).
     pub fn is_idle(&self) -> bool {
-        self.running_count() == 0
-            && (self.queue.is_empty()
-                || self.queue_paused
-                || self.shutting_down
-                || self.slots.iter().all(|s| s.paused || s.retiring))
+        self.running_count() == 0 && self.next_dispatch().is_none()
     }
 
     fn check_idle(&mut self) -> Vec<Effect> {

@@ -66,6 +66,8 @@ pub(crate) struct CoreConfig {
     pub command: String,
     /// `<target>/compiled/<project name>` root, to point at compiled SQL.
     pub compiled_root_name: Option<String>,
+    /// What the plan decided, one line each, for the faces.
+    pub plan: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +101,7 @@ impl EngineCore {
             })
             .collect();
         let slots = (1..=cfg.workers).map(Slot::new).collect();
-        Self {
+        let mut core = Self {
             cfg,
             batches,
             queue,
@@ -107,6 +109,27 @@ impl EngineCore {
             queue_paused: false,
             shutting_down: false,
             idle_reported: false,
+        };
+        core.link_prerequisites();
+        core
+    }
+
+    /// Turns each batch's `after` ids into indices (an unknown id is ignored:
+    /// the plan that named it did not keep it).
+    fn link_prerequisites(&mut self) {
+        let index: BTreeMap<String, usize> = self
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.batch.id.clone(), i))
+            .collect();
+        for st in &mut self.batches {
+            st.after = st
+                .batch
+                .after
+                .iter()
+                .filter_map(|id| index.get(id).copied())
+                .collect();
         }
     }
 

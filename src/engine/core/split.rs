@@ -110,10 +110,21 @@ impl EngineCore {
                 select: Some(model.clone()),
                 window: parent.window,
                 vars: parent.vars.clone(),
+                after: parent.after.clone(),
+                ..Batch::default()
             };
-            self.batches.push(BatchState::new(batch, self.cfg.retries));
+            let mut part = BatchState::new(batch, self.cfg.retries);
+            part.after.clone_from(&self.batches[b].after);
+            self.batches.push(part);
         }
         let new: Vec<usize> = (first..self.batches.len()).collect();
+        // Whoever waited on the batch now waits on all its parts.
+        for st in &mut self.batches[..first] {
+            if st.after.contains(&b) {
+                st.after.retain(|&a| a != b);
+                st.after.extend(new.iter().copied());
+            }
+        }
         match at {
             Some(pos) => {
                 for (k, &i) in new.iter().enumerate() {

@@ -21,11 +21,22 @@ fn batches(n: usize) -> Vec<Batch> {
             select: None,
             window: None,
             vars: Default::default(),
+            ..Batch::default()
         })
         .collect()
 }
 
 fn core(n: usize, workers: usize, threads: u32, budget: u32, retries: u32) -> EngineCore {
+    core_of(batches(n), workers, threads, budget, retries)
+}
+
+fn core_of(
+    plan: Vec<Batch>,
+    workers: usize,
+    threads: u32,
+    budget: u32,
+    retries: u32,
+) -> EngineCore {
     let cfg = CoreConfig {
         threads,
         budget,
@@ -34,8 +45,23 @@ fn core(n: usize, workers: usize, threads: u32, budget: u32, retries: u32) -> En
         state_dir: "/state".into(),
         command: "build".into(),
         compiled_root_name: Some("proj".into()),
+        plan: Vec::new(),
     };
-    EngineCore::new(cfg, batches(n), &BTreeMap::new())
+    EngineCore::new(cfg, plan, &BTreeMap::new())
+}
+
+/// Batches `b0…` with the given prerequisites (by index) and locks.
+fn linked(spec: &[(&[usize], &[&str])]) -> Vec<Batch> {
+    let mut plan = batches(spec.len());
+    for (b, (after, locks)) in plan.iter_mut().zip(spec) {
+        b.after = after.iter().map(|i| format!("b{i}")).collect();
+        b.locks = locks.iter().map(|l| (*l).to_string()).collect();
+    }
+    plan
+}
+
+fn views(c: &EngineCore, now: f64) -> Vec<crate::engine::BatchView> {
+    (0..c.batch_count()).map(|b| c.view(b, now)).collect()
 }
 
 fn launches(fx: &[Effect]) -> Vec<(AttemptKey, usize, AttemptKind)> {
@@ -664,4 +690,156 @@ fn split_replaces_a_pending_batch_by_one_per_model_in_its_queue_place() {
     // A running batch cannot be split.
     let fx = c.on_command(Command::SplitBatch(0), 4.0);
     assert!(!fx.contains(&Effect::ListModels { batch: 0 }));
+}
+
+#[test]
+fn a_batch_starts_only_after_its_prerequisites_succeed() {
+    let mut c = core_of(linked(&[(&[], &[]), (&[0], &[]), (&[0], &[])]), 3, 1, 3, 0);
+    let first = launches(&c.start(0.0));
+    assert_eq!(first.len(), 1, "the windows wait for the shared batch");
+    let v = views(&c, 0.0);
+    let w = crate::engine::messages::wait_of(&v, 1).unwrap();
+    assert_eq!((w.on, w.blocked), (0, false));
+    let next = launches(&c.on_attempt(
+        exited(first[0].0, 0, Ok(rr("i", &[("model.a", "success")]))),
+        1.0,
+    ));
+    let started: Vec<usize> = next.iter().map(|l| l.0.batch).collect();
+    assert_eq!(started, [1, 2]);
+}
+
+#[test]
+fn a_failed_prerequisite_blocks_its_dependants_until_it_is_retried_and_succeeds() {
+    let mut c = core_of(linked(&[(&[], &[]), (&[0], &[]), (&[1], &[])]), 2, 1, 2, 0);
+    let first = launches(&c.start(0.0));
+    let fx = c.on_attempt(
+        exited(first[0].0, 1, Ok(rr("i", &[("model.a", "error")]))),
+        1.0,
+    );
+    assert!(launches(&fx).is_empty());
+    assert!(c.is_idle(), "nothing can start without a command");
+    assert!(fx.contains(&Effect::Emit(Event::Idle)));
+    let v = views(&c, 1.0);
+    for b in [1, 2] {
+        let w = crate::engine::messages::wait_of(&v, b).unwrap();
+        assert_eq!(
+            (w.on, w.blocked),
+            (0, true),
+            "batch {b} names the failed root"
+        );
+    }
+    let retry = launches(&c.on_command(Command::Retry(0), 2.0));
+    assert_eq!(retry.len(), 1);
+    assert_eq!(retry[0].0.batch, 0);
+    let fx = c.on_attempt(
+        exited(retry[0].0, 0, Ok(rr("j", &[("model.a", "success")]))),
+        3.0,
+    );
+    assert_eq!(launches(&fx)[0].0.batch, 1);
+}
+
+#[test]
+fn batches_writing_one_relation_never_run_at_once() {
+    let mut c = core_of(
+        linked(&[(&[], &["r"]), (&[], &["r"]), (&[], &["other"])]),
+        3,
+        1,
+        3,
+        0,
+    );
+    let started: Vec<usize> = launches(&c.start(0.0)).iter().map(|l| l.0.batch).collect();
+    assert_eq!(
+        started,
+        [0, 2],
+        "the second writer of r waits, the third goes ahead"
+    );
+    let v = views(&c, 0.0);
+    let w = crate::engine::messages::wait_of(&v, 1).unwrap();
+    assert_eq!((w.on, w.relation.as_deref()), (0, Some("r")));
+    let fx = c.on_attempt(
+        exited(key(0, 1), 0, Ok(rr("i", &[("model.a", "success")]))),
+        1.0,
+    );
+    assert_eq!(launches(&fx)[0].0.batch, 1);
+}
+
+/// Fault case with a plan of prerequisites and locks: a thousand random exits
+/// and commands. No batch ever starts before its prerequisites have succeeded,
+/// no two running batches hold one relation, and a failed prerequisite leaves
+/// its dependants waiting.
+#[test]
+fn random_runs_keep_every_prerequisite_and_lock() {
+    let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut rand = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        usize::try_from(seed % n as u64).unwrap()
+    };
+    let n = 60;
+    let names = ["r1", "r2", "r3"];
+    let spec: Vec<(Vec<usize>, Vec<&str>)> = (0..n)
+        .map(|b| {
+            let after = (0..b).filter(|_| rand(12) == 0).collect();
+            let locks = names.iter().copied().filter(|_| rand(4) == 0).collect();
+            (after, locks)
+        })
+        .collect();
+    let borrowed: Vec<(&[usize], &[&str])> = spec
+        .iter()
+        .map(|(a, l)| (a.as_slice(), l.as_slice()))
+        .collect();
+    let plan = linked(&borrowed);
+    let mut c = core_of(plan.clone(), 4, 1, 3, 1);
+    let mut live: BTreeSet<AttemptKey> = BTreeSet::new();
+    let check = |c: &EngineCore, live: &mut BTreeSet<AttemptKey>, fx: &[Effect], t: f64| {
+        let v = views(c, t);
+        for (k, _, _) in launches(fx) {
+            for &p in &spec[k.batch].0 {
+                assert_eq!(
+                    v[p].status,
+                    BatchStatus::Succeeded,
+                    "batch {} started before its prerequisite {p}",
+                    k.batch
+                );
+            }
+            live.insert(k);
+        }
+        let mut held = BTreeSet::new();
+        for k in live.iter() {
+            for l in &plan[k.batch].locks {
+                assert!(held.insert(l.clone()), "two running batches hold {l}");
+            }
+        }
+    };
+    let fx = c.start(0.0);
+    check(&c, &mut live, &fx, 0.0);
+    let mut t = 0.0;
+    for _ in 0..1000 {
+        t += 1.0;
+        let keys: Vec<AttemptKey> = live.iter().copied().collect();
+        let fx = match rand(8) {
+            0..=5 if !keys.is_empty() => {
+                let k = keys[rand(keys.len())];
+                live.remove(&k);
+                let ok = rand(3) > 0;
+                let results = rr("i", &[("model.a", if ok { "success" } else { "error" })]);
+                c.on_attempt(exited(k, i32::from(!ok), Ok(results)), t)
+            }
+            6 => c.on_command(Command::RetryAllFailed, t),
+            _ => c.on_command(Command::Cancel(rand(n)), t),
+        };
+        check(&c, &mut live, &fx, t);
+        if live.is_empty() {
+            assert!(c.is_idle(), "nothing runs, so nothing could start");
+            let v = views(&c, t);
+            for b in (0..n).filter(|&b| v[b].status == BatchStatus::Pending) {
+                let w = crate::engine::messages::wait_of(&v, b);
+                assert!(
+                    w.is_some_and(|w| w.blocked),
+                    "pending batch {b} is waiting on a failure"
+                );
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@ impl EngineCore {
             retries: self.cfg.retries,
             state_dir: self.cfg.state_dir.clone(),
             command: self.cfg.command.clone(),
+            plan: self.cfg.plan.clone(),
         }
     }
 
@@ -86,6 +87,8 @@ impl EngineCore {
                 })
                 .collect(),
             auto_retries_left: st.auto_retries_left,
+            after: st.after.clone(),
+            locks: st.batch.locks.clone(),
         }
     }
 

@@ -92,6 +92,7 @@ fn plan(n: usize) -> Vec<Batch> {
             select: None,
             window: None,
             vars: Default::default(),
+            ..Batch::default()
         })
         .collect()
 }
@@ -127,6 +128,7 @@ fn rig_with(
         prior: BTreeMap::new(),
         launcher: Arc::new(FakeLauncher(tx)),
         logs,
+        report: None,
     })
     .unwrap();
     Rig {

@@ -19,6 +19,7 @@ pub(crate) use editor::{Input, Purpose};
 pub(crate) use zoom::Zoom;
 
 use crate::dbt::events::Level;
+use crate::engine::messages::{Wait, wait_of};
 use crate::engine::{BatchStatus, BatchView, Command, Event, Resources, RunInfo, WorkerView};
 use crate::text::sanitize::sanitize_plain;
 use crate::tui::logbuf::{LogBuffer, ShownLine};
@@ -177,6 +178,23 @@ impl App {
             .saturating_mul(threads)
     }
 
+    /// Why a pending batch cannot start yet, if it cannot.
+    pub fn wait(&self, b: usize) -> Option<Wait> {
+        wait_of(&self.batches, b)
+    }
+
+    /// "on shared" / "on 2024-03-01 (writes \"db\".\"s\".\"t\")", for people.
+    pub fn wait_text(&self, w: &Wait) -> String {
+        let mut text = format!("on {}", self.label(w.on));
+        if w.blocked {
+            text.push_str(", which failed: retry it");
+        }
+        if let Some(rel) = &w.relation {
+            text.push_str(&format!(" (both write {})", sanitize_plain(rel, 80)));
+        }
+        text
+    }
+
     /// Connections in use now: nodes executing, per dbt's events.
     pub fn active_connections(&self) -> u32 {
         self.batches
@@ -263,6 +281,15 @@ impl App {
                 workers,
             } => {
                 self.budget = info.budget;
+                if info.plan.len() > 1 {
+                    self.say(
+                        Level::Info,
+                        format!(
+                            "the plan made {} decisions for a shared warehouse: ? shows them",
+                            info.plan.len() - 1
+                        ),
+                    );
+                }
                 self.info = Some(info);
                 self.logs = vec![LogBuffer::default(); batches.len()];
                 self.batches = batches;

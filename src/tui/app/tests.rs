@@ -37,6 +37,7 @@ pub(crate) fn info() -> RunInfo {
         retries: 0,
         state_dir: "/state".into(),
         command: "build".into(),
+        plan: Vec::new(),
     }
 }
 

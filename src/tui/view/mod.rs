@@ -38,7 +38,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     footer::draw(frame, footer, app, theme);
     match &app.overlay {
         Overlay::None => {}
-        Overlay::Help => overlay::help(frame, area, theme),
+        Overlay::Help => overlay::help(frame, area, app, theme),
         Overlay::ConfirmQuit => overlay::confirm_quit(frame, area, app, theme),
         Overlay::Input(input) => overlay::input(frame, area, app, input, theme),
     }

@@ -21,7 +21,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     h
 }
 
-pub fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
+pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let rows_needed: usize = HELP.iter().map(|(_, rows)| rows.len() + 2).sum::<usize>() + 1;
     // Blank lines between groups only when there is room for them.
     let spaced = usize::from(area.height) >= rows_needed;
@@ -36,6 +36,16 @@ pub fn help(frame: &mut Frame, area: Rect, theme: &Theme) {
                 Span::styled(format!("  {keys:<18}"), theme.bold()),
                 Span::raw(*what),
             ]));
+        }
+    }
+    // What the plan decided, below the keys: who waits on whom, and why.
+    let plan = app.info.as_ref().map_or(&[][..], |i| i.plan.as_slice());
+    if !plan.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(Line::styled("Plan", theme.title()));
+        for line in plan {
+            let text = sanitize_plain(line.trim_start_matches("plan: "), 74);
+            lines.push(Line::raw(format!("  {text}")));
         }
     }
     let height = cells(lines.len()).saturating_add(2);

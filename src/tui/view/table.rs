@@ -84,12 +84,18 @@ fn row<'a>(app: &App, v: &'a BatchView, theme: &Theme) -> Row<'a> {
     } else {
         format!("{}/{}/{}", c.success + c.pass, c.error + c.fail, c.skipped)
     };
-    let error = v
-        .error
-        .as_deref()
-        .map(|e| sanitize_plain(&e.split_whitespace().collect::<Vec<_>>().join(" "), 200))
-        .unwrap_or_default();
-    let mut status = status_word(v.status, v.suspended).to_string();
+    let wait = app.wait(v.index);
+    let error = match (&v.error, &wait) {
+        (Some(e), _) => sanitize_plain(&e.split_whitespace().collect::<Vec<_>>().join(" "), 200),
+        (None, Some(w)) => app.wait_text(w),
+        (None, None) => String::new(),
+    };
+    let mut status = match &wait {
+        Some(w) if w.blocked => "BLOCKED",
+        Some(_) => "WAITING",
+        None => status_word(v.status, v.suspended),
+    }
+    .to_string();
     if v.nothing_selected {
         status = "EMPTY".into();
     }
