@@ -33,7 +33,8 @@ def run_args(herd, work, workers):
     end = 1 + workers  # N daily windows from the 1st
     return [herd, "run", "--dbt", FAKE, "--project-dir", work, "-s", "flood",
             "--backfill", f"2024-01-01..2024-01-{end:02d}" if end < 32 else "2024-01-01..2024-03-01",
-            "--workers", str(workers), "--state-dir", os.path.join(work, "state")]
+            "--workers", str(workers), "--state-dir", os.path.join(work, "state"),
+            "--shared-warehouse", "no"]
 
 
 def find_pid(herd, timeout=10.0):

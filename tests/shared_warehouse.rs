@@ -184,7 +184,10 @@ fn a_backfill_builds_shared_models_once_and_every_day_lands_once() {
         let start = &spans[&format!("2024-03-{day:02}_tag-core")][0].0;
         assert!(start >= shared_end, "day {day} started before shared ended");
         if day > 1 {
-            assert!(start >= first_end, "day {day} started before the first window ended");
+            assert!(
+                start >= first_end,
+                "day {day} started before the first window ended"
+            );
         }
     }
     // Every day of the seed landed exactly once.
@@ -247,7 +250,8 @@ fn overlapping_selectors_build_each_model_once_after_its_parents() {
     assert!(start("stg_customers") >= end("stg_orders"));
     assert!(start("stg_customers") >= end("stg_payments"));
     assert!(start("stg_orders") >= end("stg_payments"));
-    let rows = s.pg.sql(&format!("select count(*) from {SCHEMA}.customers"));
+    let rows =
+        s.pg.sql(&format!("select count(*) from {SCHEMA}.customers"));
     assert_ne!(rows[0][0], "0");
 }
 

@@ -76,7 +76,7 @@ pub fn list_models_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Pa
         "json".into(),
         // One argument, space-separated: dbt reads a repeated flag as nothing.
         "--output-keys".into(),
-        "unique_id name".into(),
+        "unique_id name relation_name".into(),
         "--quiet".into(),
     ]);
     a.extend(location_args(s, target, logs));
@@ -157,12 +157,28 @@ fn location_args(s: &RunSettings, target: &Path, logs: &Path) -> Vec<String> {
     a
 }
 
-/// Model names from `dbt ls --output json` lines; other lines are ignored.
-pub fn parse_model_list(stdout: &str) -> Vec<String> {
+/// A model as `dbt ls` lists it for a split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedModel {
+    pub name: String,
+    /// The relation it builds, when dbt says (not for ephemeral models).
+    pub relation: Option<String>,
+}
+
+/// Models from `dbt ls --output json` lines; other lines are ignored.
+pub fn parse_model_list(stdout: &str) -> Vec<ListedModel> {
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
-        .filter_map(|v| v.get("name")?.as_str().map(str::to_string))
+        .filter_map(|v| {
+            Some(ListedModel {
+                name: v.get("name")?.as_str()?.to_string(),
+                relation: v
+                    .get("relation_name")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string),
+            })
+        })
         .collect()
 }
 
@@ -280,7 +296,8 @@ mod tests {
     #[test]
     fn model_list_parses_dbt_ls_json_lines() {
         let out = "{\"unique_id\": \"model.p.a\", \"name\": \"a\"}\nnoise\n{\"unique_id\": \"model.p.b\", \"name\": \"b\"}\n";
-        assert_eq!(parse_model_list(out), ["a", "b"]);
+        let names: Vec<String> = parse_model_list(out).into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["a", "b"]);
         let a = list_models_args(&settings(), &batch(), Path::new("/t"), Path::new("/l"));
         assert_eq!(
             &a[..5],
@@ -288,7 +305,7 @@ mod tests {
         );
         assert!(
             a.windows(2)
-                .any(|w| w == ["--output-keys", "unique_id name"])
+                .any(|w| w == ["--output-keys", "unique_id name relation_name"])
         );
     }
 

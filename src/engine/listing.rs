@@ -4,14 +4,14 @@
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
-use crate::dbt::argv::{self, Invocation};
+use crate::dbt::argv::{self, Invocation, ListedModel};
 use crate::engine::process;
 
 /// The models of a batch, or why they could not be listed.
 #[derive(Debug)]
 pub(crate) struct Listed {
     pub batch: usize,
-    pub models: Result<Vec<String>, String>,
+    pub models: Result<Vec<ListedModel>, String>,
 }
 
 pub(crate) fn spawn(batch: usize, inv: Invocation, answer: mpsc::Sender<Listed>) {
@@ -21,7 +21,7 @@ pub(crate) fn spawn(batch: usize, inv: Invocation, answer: mpsc::Sender<Listed>)
     });
 }
 
-async fn list(inv: &Invocation) -> Result<Vec<String>, String> {
+async fn list(inv: &Invocation) -> Result<Vec<ListedModel>, String> {
     let g = process::spawn_in_group(inv).map_err(|e| e.to_string())?;
     let pgid = g.pgid;
     let out = g.child.wait_with_output().await;

@@ -150,7 +150,9 @@ impl AttemptReport {
     }
 }
 
-/// Side effects for the shell to carry out, in order.
+/// Side effects for the shell to carry out, in order. (Events dominate the size;
+/// each effect is moved once, so boxing would only add an allocation.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Effect {
     Launch {

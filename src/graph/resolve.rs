@@ -47,7 +47,10 @@ pub(crate) struct PlanReport {
 impl PlanReport {
     /// One line per thing a person should know before the run starts.
     pub fn lines(&self) -> Vec<String> {
-        let mut out = vec![format!("plan: {}", self.reason)];
+        let took = self.resolved_in_s.map_or_else(String::new, |s| {
+            format!(" (resolved against dbt's graph in {s:.1}s)")
+        });
+        let mut out = vec![format!("plan: {}{took}", self.reason)];
         out.extend(self.decisions.iter().map(|d| format!("plan: {}", d.text)));
         out
     }
@@ -114,6 +117,7 @@ pub(crate) async fn resolve(
         return Ok((plan, report));
     }
     let started = Instant::now();
+    eprintln!("dbt-herd: resolving the plan against dbt's graph (dbt ls)…");
     // One `dbt ls` per distinct selection, with the vars of the first batch
     // (the first window) that has it.
     let mut firsts: BTreeMap<Option<&str>, usize> = BTreeMap::new();

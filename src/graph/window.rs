@@ -103,8 +103,8 @@ mod tests {
             unique_id: id.into(),
             resource_type: "model".into(),
             materialized: Some(materialized.into()),
-            parents: parents.iter().map(|s| s.to_string()).collect(),
-            macros: macros.iter().map(|s| s.to_string()).collect(),
+            parents: parents.iter().map(ToString::to_string).collect(),
+            macros: macros.iter().map(ToString::to_string).collect(),
             raw_code: code.into(),
             ..Node::default()
         }
@@ -137,7 +137,7 @@ mod tests {
         }
         let mac = |sql: &str, calls: &[&str]| Macro {
             sql: sql.into(),
-            calls: calls.iter().map(|s| s.to_string()).collect(),
+            calls: calls.iter().map(ToString::to_string).collect(),
         };
         g.macros
             .insert("macro.p.outer".into(), mac("", &["macro.p.inner"]));

@@ -41,10 +41,12 @@ pub fn fake_project() -> tempfile::TempDir {
 }
 
 /// `dbt-herd run --headless` with the fake dbt, a state dir inside `dir`, short
-/// stop-ladder graces, and the tag in every child's env.
+/// stop-ladder graces, and the tag in every child's env. The fake dbt has no graph
+/// to list, so its batches are taken not to share a warehouse.
 pub fn fake_run(dir: &Path, tag: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.args(["run", "--headless", "--grace-int", "1", "--grace-term", "1"])
+        .args(["--shared-warehouse", "no"])
         .arg("--project-dir")
         .arg(dir)
         .arg("--dbt")

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use super::EngineCore;
 use super::batch::BatchState;
+use crate::dbt::argv::ListedModel;
 use crate::dbt::events::Level;
 use crate::dbt::run_results::MergedResults;
 use crate::engine::messages::{BatchStatus, Event};
@@ -69,7 +70,7 @@ impl EngineCore {
     pub fn on_listed(
         &mut self,
         b: usize,
-        models: Result<Vec<String>, String>,
+        models: Result<Vec<ListedModel>, String>,
         now: f64,
     ) -> Vec<Effect> {
         self.batches[b].splitting = false;
@@ -96,7 +97,7 @@ impl EngineCore {
         let first = self.batches.len();
         let mut taken: HashSet<String> = self.batches.iter().map(|s| s.batch.id.clone()).collect();
         for model in &models {
-            let base = format!("{}-{}", parent.id, plan::slug(model));
+            let base = format!("{}-{}", parent.id, plan::slug(&model.name));
             let mut id = base.clone();
             let mut n = 2;
             while taken.contains(&id) {
@@ -106,8 +107,15 @@ impl EngineCore {
             taken.insert(id.clone());
             let batch = Batch {
                 id,
-                label: plan::label_for(parent.window.as_ref(), Some(model)),
-                select: Some(model.clone()),
+                label: plan::label_for(parent.window.as_ref(), Some(&model.name)),
+                select: Some(model.name.clone()),
+                // Each part keeps the parent's lock on the relation it builds.
+                locks: parent
+                    .locks
+                    .iter()
+                    .filter(|l| model.relation.as_ref() == Some(*l))
+                    .cloned()
+                    .collect(),
                 window: parent.window,
                 vars: parent.vars.clone(),
                 after: parent.after.clone(),

@@ -50,6 +50,13 @@ fn core_of(
     EngineCore::new(cfg, plan, &BTreeMap::new())
 }
 
+fn lm(name: &str, relation: Option<&str>) -> crate::dbt::argv::ListedModel {
+    crate::dbt::argv::ListedModel {
+        name: name.into(),
+        relation: relation.map(str::to_string),
+    }
+}
+
 /// Batches `b0…` with the given prerequisites (by index) and locks.
 fn linked(spec: &[(&[usize], &[&str])]) -> Vec<Batch> {
     let mut plan = batches(spec.len());
@@ -667,7 +674,7 @@ fn split_replaces_a_pending_batch_by_one_per_model_in_its_queue_place() {
     assert_eq!(Vec::from(c.queue.clone()), vec![1, 2]);
     let fx = c.on_command(Command::SplitBatch(1), 1.0);
     assert!(fx.contains(&Effect::ListModels { batch: 1 }));
-    let fx = c.on_listed(1, Ok(vec!["stg_a".into(), "fct_b".into()]), 2.0);
+    let fx = c.on_listed(1, Ok(vec![lm("stg_a", None), lm("fct_b", None)]), 2.0);
     assert!(
         fx.iter()
             .any(|e| matches!(e, Effect::Emit(Event::BatchesAdded(v)) if v.len() == 2))
@@ -681,7 +688,7 @@ fn split_replaces_a_pending_batch_by_one_per_model_in_its_queue_place() {
     assert_eq!(c.batches[3].batch.id, "b1-stg_a");
     assert_eq!(c.batches[4].batch.select.as_deref(), Some("fct_b"));
     // One model is nothing to split; a failing dbt ls is reported.
-    let fx = c.on_listed(2, Ok(vec!["only".into()]), 3.0);
+    let fx = c.on_listed(2, Ok(vec![lm("only", None)]), 3.0);
     assert!(
         fx.iter()
             .any(|e| matches!(e, Effect::Emit(Event::Notice { .. })))
@@ -842,4 +849,41 @@ fn random_runs_keep_every_prerequisite_and_lock() {
             }
         }
     }
+}
+
+#[test]
+fn split_parts_keep_the_prerequisites_and_each_its_own_lock() {
+    // b1 waits on b0 and locks two relations; b2 waits on b1.
+    let mut c = core_of(
+        linked(&[(&[], &[]), (&[0], &["r_a", "r_b"]), (&[1], &[])]),
+        1,
+        1,
+        1,
+        0,
+    );
+    c.start(0.0);
+    c.on_command(Command::SplitBatch(1), 1.0);
+    c.on_listed(
+        1,
+        Ok(vec![
+            lm("a", Some("r_a")),
+            lm("b", Some("r_b")),
+            lm("e", None),
+        ]),
+        2.0,
+    );
+    let v = views(&c, 2.0);
+    let parts: Vec<&crate::engine::BatchView> = v[3..].iter().collect();
+    assert_eq!(parts.len(), 3);
+    for p in &parts {
+        assert_eq!(p.after, [0], "{} keeps the parent's prerequisite", p.id);
+    }
+    assert_eq!(parts[0].locks, ["r_a"]);
+    assert_eq!(parts[1].locks, ["r_b"]);
+    assert!(parts[2].locks.is_empty());
+    assert_eq!(
+        v[2].after,
+        [3, 4, 5],
+        "a dependant of the split waits on every part"
+    );
 }
