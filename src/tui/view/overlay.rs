@@ -26,6 +26,18 @@ pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // Blank lines between groups only when there is room for them.
     let spaced = usize::from(area.height) >= rows_needed;
     let mut lines = Vec::new();
+    // What the plan decided, first: who waits on whom, and why.
+    let plan = app.info.as_ref().map_or(&[][..], |i| i.plan.as_slice());
+    if !plan.is_empty() {
+        lines.push(Line::styled("Plan", theme.title()));
+        for line in plan {
+            let text = sanitize_plain(line.trim_start_matches("plan: "), 400);
+            for (i, part) in wrap(&text, 72).into_iter().enumerate() {
+                let lead = if i == 0 { "  " } else { "    " };
+                lines.push(Line::raw(format!("{lead}{part}")));
+            }
+        }
+    }
     for (group, rows) in HELP {
         if spaced && !lines.is_empty() {
             lines.push(Line::raw(""));
@@ -36,16 +48,6 @@ pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                 Span::styled(format!("  {keys:<18}"), theme.bold()),
                 Span::raw(*what),
             ]));
-        }
-    }
-    // What the plan decided, below the keys: who waits on whom, and why.
-    let plan = app.info.as_ref().map_or(&[][..], |i| i.plan.as_slice());
-    if !plan.is_empty() {
-        lines.push(Line::raw(""));
-        lines.push(Line::styled("Plan", theme.title()));
-        for line in plan {
-            let text = sanitize_plain(line.trim_start_matches("plan: "), 74);
-            lines.push(Line::raw(format!("  {text}")));
         }
     }
     let height = cells(lines.len()).saturating_add(2);
@@ -59,6 +61,25 @@ pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ),
         rect,
     );
+}
+
+/// Words into lines of at most `width` chars (a longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push(line);
+    }
+    out
 }
 
 pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {

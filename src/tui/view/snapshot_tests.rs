@@ -300,3 +300,77 @@ fn no_color_keeps_the_words() {
         assert!(text.contains(word), "{word} missing");
     }
 }
+
+/// A shared warehouse: the run-once batch failed, the windows are blocked on it,
+/// and one waits on a relation another window holds.
+fn shared_plan(size: (u16, u16)) -> App {
+    let mut app = App::new(NOW - 30.0, size);
+    let mut shared = view(0, BatchStatus::Failed);
+    shared.id = "shared".into();
+    shared.label = "shared, before the windows".into();
+    shared.attempts = 1;
+    shared.error = Some("model.p.a: relation \"raw_events\" does not exist".into());
+    let mut batches = vec![shared];
+    for i in 1..=3 {
+        let mut w = view(i, BatchStatus::Pending);
+        w.after = vec![0];
+        batches.push(w);
+    }
+    let mut holder = running(4, 1, 3);
+    holder.locks = vec!["\"db\".\"s\".\"window_snapshot\"".into()];
+    let mut waiter = view(5, BatchStatus::Pending);
+    waiter.locks = holder.locks.clone();
+    batches.extend([holder, waiter]);
+    app.update(Msg::Engine(Event::Started {
+        info: RunInfo {
+            workers: 2,
+            threads: 1,
+            budget: 2,
+            retries: 0,
+            state_dir: "/state".into(),
+            command: "build".into(),
+            plan: vec![
+                "plan: one shared warehouse: batches are ordered so that none breaks another (resolved against dbt's graph in 2.1s)".into(),
+                "plan: a, b do not depend on the window: built once in shared, before the windows, which leave them out".into(),
+                "plan: window_snapshot depends on the window but is not incremental, so every window rewrites it: those 2 windows run one at a time. To run them in parallel, make window_snapshot incremental or ephemeral, or give it an alias per window".into(),
+            ],
+        },
+        batches,
+        workers: (1..=2)
+            .map(|n| WorkerView {
+                number: n,
+                paused: false,
+                retiring: false,
+                batch: (n == 1).then_some(4),
+            })
+            .collect(),
+    }));
+    app.update(Msg::Tick(NOW));
+    app
+}
+
+#[test]
+fn blocked_and_waiting_batches_say_on_which() {
+    for size in SIZES {
+        let mut app = shared_plan(size);
+        press(&mut app, KeyCode::Tab);
+        let text = format!("{:?}", screen(&app));
+        assert_eq!(text.matches("BLOCKED").count(), 3, "{text}");
+        assert!(text.contains("WAITING"), "{text}");
+        insta::assert_snapshot!(format!("table_blocked_{}x{}", size.0, size.1), screen(&app));
+    }
+}
+
+#[test]
+fn help_shows_the_plan_first() {
+    for size in SIZES {
+        let mut app = shared_plan(size);
+        press(&mut app, KeyCode::Char('?'));
+        let text = format!("{:?}", screen(&app));
+        assert!(
+            text.contains("window_snapshot depends on the window"),
+            "{text}"
+        );
+        insta::assert_snapshot!(format!("help_plan_{}x{}", size.0, size.1), screen(&app));
+    }
+}
