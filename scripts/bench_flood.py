@@ -34,7 +34,7 @@ def run_args(herd, work, workers):
     return [herd, "run", "--dbt", FAKE, "--project-dir", work, "-s", "flood",
             "--backfill", f"2024-01-01..2024-01-{end:02d}" if end < 32 else "2024-01-01..2024-03-01",
             "--workers", str(workers), "--state-dir", os.path.join(work, "state"),
-            "--shared-warehouse", "no"]
+            "--shared-warehouse", "no", "--mode", "cold"]
 
 
 def find_pid(herd, timeout=10.0):

@@ -46,6 +46,18 @@ pub(crate) enum SharedWarehouse {
     No,
 }
 
+/// How batches run: warm (a long-lived dbt process per worker, parsed once) or
+/// cold (a new dbt process per batch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ModeArg {
+    /// Warm when batches parse alike, else cold (and the run says why).
+    #[default]
+    Auto,
+    Warm,
+    Cold,
+}
+
 /// The dbt subcommand every batch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -150,6 +162,16 @@ pub(crate) struct RunArgs {
     /// against dbt's graph so that no two batches write one relation at once [default: auto].
     #[arg(long, value_name = "WHEN")]
     pub shared_warehouse: Option<SharedWarehouse>,
+
+    /// auto (warm when batches parse alike), warm (a long-lived dbt process per worker that
+    /// parses once) or cold (a new dbt process per batch) [default: auto].
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<ModeArg>,
+
+    /// A warm worker is replaced by a fresh process after this many batches [default: 100].
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
+    #[serde(deserialize_with = "number_or_text")]
+    pub recycle: Option<u32>,
 
     /// Where the journal, summary and per-batch target/logs go [default: .dbt-herd/<run id>].
     #[arg(long, value_name = "DIR")]

@@ -201,6 +201,8 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         retries: given.retries.or(stored.retries),
         env: pick_vec(&given.env, &stored.env),
         shared_warehouse: given.shared_warehouse.or(stored.shared_warehouse),
+        mode: given.mode.or(stored.mode),
+        recycle: given.recycle.or(stored.recycle),
         state_dir: None,
         resume: given.resume.clone(),
         headless: given.headless,

@@ -164,6 +164,7 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
     let mut prepared = start::prepare(&run_args)?;
     crate::entry::runtime()?.block_on(async move {
         prepared.resolve().await?;
+        prepared.choose_mode().await?;
         let outcome = if interactive {
             let handle = start::start(prepared, true)?;
             let opts = tui::TuiOptions {

@@ -153,6 +153,9 @@ fn run(cli: Cli) -> color_eyre::Result<i32> {
                 if let Some(sig) = until_signal(prepared.resolve()).await? {
                     return Ok(exit::SIGNAL_BASE + sig);
                 }
+                if let Some(sig) = until_signal(prepared.choose_mode()).await? {
+                    return Ok(exit::SIGNAL_BASE + sig);
+                }
                 let outcome = if interactive {
                     let handle = start::start(prepared, true)?;
                     tui::run(handle, tui::TuiOptions::default()).await?

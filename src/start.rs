@@ -9,6 +9,7 @@ use crate::config::{self, RunSettings};
 use crate::dbt::run_results;
 use crate::engine::journal::{self, JournalState};
 use crate::engine::protocol::Prior;
+use crate::engine::warm::check::{self, Mode, ModeChoice, Runner};
 use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
 use crate::graph::resolve::{self, PlanReport};
 use crate::plan::{self, Batch};
@@ -24,6 +25,10 @@ pub(crate) struct PreparedRun {
     shared: crate::cli::SharedWarehouse,
     /// What resolving the plan decided (`resolve` fills it in).
     report: Option<PlanReport>,
+    mode: crate::cli::ModeArg,
+    recycle: u32,
+    /// Warm workers or cold processes (`choose_mode` fills it in).
+    runner: Option<Runner>,
 }
 
 /// Validates everything and sets up the state dir. Nothing is started yet.
@@ -56,6 +61,9 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
         past: None,
         shared: given.shared_warehouse.unwrap_or_default(),
         report: None,
+        mode: given.mode.unwrap_or_default(),
+        recycle: given.recycle.unwrap_or(DEFAULT_RECYCLE),
+        runner: None,
     })
 }
 
@@ -90,6 +98,9 @@ fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<
         past: Some(past),
         shared: merged.shared_warehouse.unwrap_or_default(),
         report: None,
+        mode: merged.mode.unwrap_or_default(),
+        recycle: merged.recycle.unwrap_or(DEFAULT_RECYCLE),
+        runner: None,
     })
 }
 
@@ -103,7 +114,24 @@ impl PreparedRun {
         self.plan = plan;
         Ok(self.report.insert(report))
     }
+
+    /// Warm workers (started and parsed now) or cold processes; says why when
+    /// `auto` chose cold.
+    pub async fn choose_mode(&mut self) -> color_eyre::Result<&ModeChoice> {
+        let runner = check::choose(
+            &self.settings,
+            &self.plan,
+            &self.state.root,
+            self.mode,
+            self.recycle,
+        )
+        .await?;
+        Ok(&self.runner.insert(runner).choice)
+    }
 }
+
+/// Batches a warm worker runs before a fresh process replaces it.
+const DEFAULT_RECYCLE: u32 = 100;
 
 /// What each batch of the plan carries over from the journal, and which batches
 /// that succeeded changed since.
@@ -166,13 +194,23 @@ pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHand
     for id in &changed {
         eprintln!("dbt-herd: batch {id} changed since it succeeded; it runs again");
     }
+    let runner = p.runner.unwrap_or_else(|| Runner {
+        choice: ModeChoice {
+            mode: Mode::Cold,
+            reason: None,
+        },
+        launcher: Arc::new(engine::ProcessLauncher),
+        warm_status: None,
+    });
     engine::spawn(EngineSetup {
         settings: p.settings,
         plan: p.plan,
         state: p.state,
         prior,
-        launcher: Arc::new(engine::ProcessLauncher),
+        launcher: runner.launcher,
         logs,
         report: p.report,
+        mode: runner.choice,
+        warm_status: runner.warm_status,
     })
 }

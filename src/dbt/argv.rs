@@ -139,7 +139,7 @@ fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
 }
 
 /// Where dbt reads and writes: the batch's target and log dirs, project and profile.
-fn location_args(s: &RunSettings, target: &Path, logs: &Path) -> Vec<String> {
+pub(crate) fn location_args(s: &RunSettings, target: &Path, logs: &Path) -> Vec<String> {
     let mut a: Vec<String> = vec![
         "--target-path".into(),
         target.display().to_string(),

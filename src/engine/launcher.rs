@@ -16,6 +16,10 @@ pub(crate) trait Launcher: Send + Sync + 'static {
         ctl: mpsc::Receiver<AttemptCtl>,
         reports: mpsc::Sender<AttemptReport>,
     );
+
+    /// The worker slots that exist now (at the start, and after each change):
+    /// a launcher that keeps a process per slot starts and stops them.
+    fn slots(&self, _numbers: &[usize]) {}
 }
 
 /// One `dbt` process per attempt, in its own process group.

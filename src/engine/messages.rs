@@ -175,7 +175,7 @@ fn wait_within(views: &[BatchView], b: usize, depth: usize) -> Option<Wait> {
         })
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerView {
     /// 1-based slot number (the `{worker}` of `--env`).
     pub number: usize,
@@ -183,6 +183,32 @@ pub struct WorkerView {
     /// Removed by `SetWorkers`; goes away when its batch ends.
     pub retiring: bool,
     pub batch: Option<usize>,
+    /// The slot's warm dbt process, in warm mode.
+    #[serde(default)]
+    pub warm: Option<WarmView>,
+}
+
+/// Where a slot's warm dbt process stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmState {
+    /// Importing dbt.
+    Starting,
+    Parsing,
+    /// Parsed, waiting for a batch.
+    Idle,
+    Busy,
+    /// Could not start or parse; the next batch tries again.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmView {
+    pub state: WarmState,
+    /// Seconds its parse took, once parsed.
+    pub parse_s: Option<f64>,
+    /// Batches it has run since it started.
+    pub runs: u32,
 }
 
 /// One line of a batch's output, ready to be sanitised and shown.
@@ -207,6 +233,12 @@ pub struct RunInfo {
     /// What the plan decided (the warehouse, run-once batches, orders), one line each.
     #[serde(default)]
     pub plan: Vec<String>,
+    /// "warm" (a long-lived dbt process per worker) or "cold" (one per batch).
+    #[serde(default)]
+    pub mode: String,
+    /// Why the run is cold when warm was possible.
+    #[serde(default)]
+    pub mode_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

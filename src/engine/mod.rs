@@ -23,6 +23,7 @@ mod sampler;
 mod shell;
 mod summary;
 pub(crate) mod sweep;
+pub(crate) mod warm;
 
 pub(crate) use fingerprint::fingerprint;
 pub(crate) use handle::{EngineHandle, EngineOutcome};

@@ -40,7 +40,21 @@ impl GroupChild {
 
 /// Starts `inv` as the leader of a new process group with piped stdout/stderr.
 pub(crate) fn spawn_in_group(inv: &Invocation) -> std::io::Result<GroupChild> {
+    spawn_with_fds(inv, None, &[])
+}
+
+/// As `spawn_in_group`, in directory `cwd` if given, and with each `(fd, at)`
+/// of `fds` duplicated onto descriptor number `at` in the child (the pipes of
+/// a warm worker's protocol).
+pub(crate) fn spawn_with_fds(
+    inv: &Invocation,
+    cwd: Option<&std::path::Path>,
+    fds: &[(std::os::fd::RawFd, std::os::fd::RawFd)],
+) -> std::io::Result<GroupChild> {
     let mut cmd = tokio::process::Command::new(&inv.program);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
     cmd.args(&inv.args)
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -69,6 +83,21 @@ pub(crate) fn spawn_in_group(inv: &Invocation) -> std::io::Result<GroupChild> {
             libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             Ok(())
         });
+    }
+    let fds = fds.to_vec();
+    if !fds.is_empty() {
+        // SAFETY: dup2 is async-signal-safe; the copies it makes are not
+        // close-on-exec, so the program finds them at the numbers it was told.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(fd, at) in &fds {
+                    if libc::dup2(fd, at) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = cmd.spawn()?;
     // A child without a pid has already been reaped: there is no group to own.

@@ -42,6 +42,8 @@ impl ExitInfo {
 #[derive(Debug, Clone)]
 pub(crate) struct AttemptSpec {
     pub key: AttemptKey,
+    /// The worker slot (1-based) it runs on.
+    pub worker: usize,
     pub invocation: Invocation,
     pub target_dir: PathBuf,
     pub log_dir: PathBuf,

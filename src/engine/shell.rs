@@ -22,6 +22,7 @@ use crate::engine::handle::{EngineHandle, EngineOutcome};
 use crate::engine::journal::Journal;
 use crate::engine::launcher::Launcher;
 use crate::engine::listing::{self, Listed};
+use crate::engine::messages::WarmView;
 use crate::engine::messages::{Command, Event, Resources};
 use crate::engine::outbox::Outbox;
 use crate::engine::protocol::{
@@ -29,6 +30,7 @@ use crate::engine::protocol::{
 };
 use crate::engine::sampler::{self, LiveGroups};
 use crate::engine::summary::Summary;
+use crate::engine::warm::check::ModeChoice;
 use crate::graph::resolve::PlanReport;
 use crate::plan::Batch;
 use crate::state_dir::{StateDir, write_atomic};
@@ -55,6 +57,10 @@ pub(crate) struct EngineSetup {
     pub logs: bool,
     /// What resolving the plan decided, for the faces and summary.json.
     pub report: Option<PlanReport>,
+    /// Warm or cold, and why.
+    pub mode: ModeChoice,
+    /// The warm workers' states, in warm mode.
+    pub warm_status: Option<mpsc::Receiver<(usize, WarmView)>>,
 }
 
 /// Starts the engine task.
@@ -67,6 +73,8 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         launcher,
         logs,
         report,
+        mode,
+        warm_status,
     } = setup;
     let journal_path = state.journal_path();
     let journal = Journal::open(&journal_path)
@@ -80,6 +88,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         command: settings.command.to_string(),
         compiled_root_name: project_name(&settings.project_dir),
         plan: report.as_ref().map(PlanReport::lines).unwrap_or_default(),
+        mode: mode.clone(),
     };
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let (events_tx, events) = mpsc::channel(EVENTS);
@@ -103,6 +112,8 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         summary_written: false,
         started_at: chrono::Utc::now().to_rfc3339(),
         report,
+        mode,
+        slots: Vec::new(),
     };
     let inputs = Inputs {
         commands,
@@ -110,6 +121,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         listed,
         samples,
         groups: groups_tx,
+        warm: warm_status.unwrap_or_else(|| mpsc::channel(1).1),
     };
     let join = tokio::spawn(shell.run(inputs, sampler_error));
     Ok(EngineHandle::new(commands_tx, events, join))
@@ -129,6 +141,8 @@ struct Inputs {
     samples: mpsc::Receiver<Resources>,
     /// The process groups the sampler should measure.
     groups: watch::Sender<LiveGroups>,
+    /// Warm workers' states (never anything in cold mode).
+    warm: mpsc::Receiver<(usize, WarmView)>,
 }
 
 struct Shell {
@@ -149,6 +163,9 @@ struct Shell {
     summary_written: bool,
     started_at: String,
     report: Option<PlanReport>,
+    mode: ModeChoice,
+    /// The slots the launcher was last told about.
+    slots: Vec<usize>,
 }
 
 impl Shell {
@@ -195,6 +212,10 @@ impl Shell {
                     self.apply(fx);
                 }
                 Some(r) = inp.samples.recv() => self.outbox.push(Event::Resources(r)),
+                Some((worker, view)) = inp.warm.recv() => {
+                    let fx = self.core.on_warm(worker, view);
+                    self.apply(fx);
+                }
                 // Room for what waits: `catch_up` below sends it.
                 Ok(permit) = events.reserve(), if self.outbox.waiting() => drop(permit),
             }
@@ -219,6 +240,11 @@ impl Shell {
     /// After each round of messages: the summary, the sampler's view of the live
     /// groups, and word of log lines a face did not get.
     fn catch_up(&mut self, groups: &watch::Sender<LiveGroups>) {
+        let slots = self.core.slot_numbers();
+        if slots != self.slots {
+            self.launcher.slots(&slots);
+            self.slots = slots;
+        }
         if std::mem::take(&mut self.summary_due) {
             self.write_summary(false);
         }
@@ -317,6 +343,7 @@ impl Shell {
         let log_dir = self.state.log_dir(&batch.id);
         let spec = AttemptSpec {
             key,
+            worker,
             invocation: argv::invocation(
                 &self.settings,
                 batch,
@@ -356,6 +383,8 @@ impl Shell {
     fn summary(&self, finished: bool) -> Summary {
         let mut s = Summary::of(&self.core, &self.started_at, finished, now_secs());
         s.plan.clone_from(&self.report);
+        s.mode = Some(self.mode.mode);
+        s.mode_reason.clone_from(&self.mode.reason);
         s
     }
 

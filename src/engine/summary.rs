@@ -49,6 +49,12 @@ pub(crate) struct Summary {
     /// What the plan decided: the warehouse, run-once batches, orders, locks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::graph::resolve::PlanReport>,
+    /// Warm or cold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::engine::warm::check::Mode>,
+    /// Why the run is cold though warm was allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +110,8 @@ impl Summary {
             started_at: started_at.to_string(),
             finished_at: finished.then(|| chrono::Utc::now().to_rfc3339()),
             plan: None,
+            mode: None,
+            mode_reason: None,
         }
     }
 

@@ -17,6 +17,17 @@ pub struct LineSplitter {
     discarding: bool,
 }
 
+impl SplitLine {
+    /// The line as text (invalid UTF-8 replaced), marked when it was cut.
+    pub fn text(&self) -> String {
+        let mut text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if self.truncated {
+            text.push_str(" …[line cut]");
+        }
+        text
+    }
+}
+
 impl LineSplitter {
     pub fn new(max_line_bytes: usize) -> Self {
         Self {

@@ -42,11 +42,11 @@ pub fn fake_project() -> tempfile::TempDir {
 
 /// `dbt-herd run --headless` with the fake dbt, a state dir inside `dir`, short
 /// stop-ladder graces, and the tag in every child's env. The fake dbt has no graph
-/// to list, so its batches are taken not to share a warehouse.
+/// to list and no Python API: its batches share no warehouse and run cold.
 pub fn fake_run(dir: &Path, tag: &str, extra: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.args(["run", "--headless", "--grace-int", "1", "--grace-term", "1"])
-        .args(["--shared-warehouse", "no"])
+        .args(["--shared-warehouse", "no", "--mode", "cold"])
         .arg("--project-dir")
         .arg(dir)
         .arg("--dbt")

@@ -4,8 +4,8 @@
 //! `Spawned` (or `SpawnFailed`) first, `Exited` last, after the child is reaped
 //! and the group is gone.
 
-mod ladder;
-mod output;
+pub(super) mod ladder;
+pub(super) mod output;
 mod watch;
 
 use std::sync::{Arc, OnceLock};
@@ -132,7 +132,7 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
-fn exit_info(status: &std::io::Result<std::process::ExitStatus>) -> ExitInfo {
+pub(super) fn exit_info(status: &std::io::Result<std::process::ExitStatus>) -> ExitInfo {
     use std::os::unix::process::ExitStatusExt;
     match status {
         Ok(s) => ExitInfo {
@@ -150,7 +150,7 @@ fn exit_info(status: &std::io::Result<std::process::ExitStatus>) -> ExitInfo {
 /// accept only a file written after the attempt started: an older one belongs to
 /// an earlier attempt in the same target dir. dbt has exited, so a file that ends
 /// early will never be finished.
-fn final_results(
+pub(super) fn final_results(
     path: &std::path::Path,
     invocation_id: Option<&str>,
     started: SystemTime,

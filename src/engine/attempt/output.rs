@@ -27,18 +27,18 @@ pub(crate) struct Pump {
     pub invocation: Arc<OnceLock<String>>,
 }
 
-/// Why a pump stopped early.
-struct EngineGone;
+/// The engine has gone: nothing more to report.
+pub(crate) struct EngineGone;
 
 impl Pump {
     /// Copies `src` to `file` and reports its lines until the pipe closes.
     pub async fn run(self, mut src: impl AsyncRead + Unpin, file: &Path) {
+        let mut lines = Lines::new(self.key, self.reports, self.invocation);
         // Plain blocking writes: a page-cache write costs microseconds, less than
         // a hop to a blocking thread would.
         let mut out = std::fs::File::create(file).ok();
         let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
         let mut buf = vec![0u8; 64 * 1024];
-        let mut shed = 0u64;
         loop {
             let n = match src.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
@@ -52,33 +52,47 @@ impl Pump {
                 out = None;
             }
             for line in splitter.push(&buf[..n]) {
-                let mut text = String::from_utf8_lossy(&line.bytes).into_owned();
-                if line.truncated {
-                    text.push_str(" …[line cut]");
-                }
-                if self.report(text, &mut shed).await.is_err() {
+                if lines.report(self.stderr, line.text()).await.is_err() {
                     return;
                 }
             }
         }
-        if let Some(line) = splitter.finish() {
-            let text = String::from_utf8_lossy(&line.bytes).into_owned();
-            if self.report(text, &mut shed).await.is_err() {
-                return;
-            }
+        if let Some(line) = splitter.finish()
+            && lines.report(self.stderr, line.text()).await.is_err()
+        {
+            return;
         }
-        if shed > 0 {
-            let _ = self
-                .send(AttemptReport::Shed {
-                    key: self.key,
-                    lines: shed,
-                })
-                .await;
+        let _ = lines.flush().await;
+    }
+}
+
+/// Reports one attempt's output lines to the engine. Lines that move the batch
+/// forward are always sent (waiting for room); the others are counted instead
+/// when the channel is full, and the count goes first when there is room again.
+pub(crate) struct Lines {
+    key: AttemptKey,
+    reports: mpsc::Sender<AttemptReport>,
+    invocation: Arc<OnceLock<String>>,
+    shed: u64,
+}
+
+impl Lines {
+    pub fn new(
+        key: AttemptKey,
+        reports: mpsc::Sender<AttemptReport>,
+        invocation: Arc<OnceLock<String>>,
+    ) -> Self {
+        Self {
+            key,
+            reports,
+            invocation,
+            shed: 0,
         }
     }
 
-    async fn report(&self, text: String, shed: &mut u64) -> Result<(), EngineGone> {
-        let event = if self.stderr {
+    /// Parses `text` (dbt's JSON events come on stdout) and reports it.
+    pub async fn report(&mut self, stderr: bool, text: String) -> Result<(), EngineGone> {
+        let event = if stderr {
             None
         } else {
             events::parse_line(&text)
@@ -89,7 +103,7 @@ impl Pump {
             let _ = self.invocation.set(inv.clone());
         }
         let line = OutputLine {
-            stderr: self.stderr,
+            stderr,
             text,
             event,
         };
@@ -99,23 +113,17 @@ impl Pump {
             line,
         };
         if essential {
-            if *shed > 0 {
-                self.send(AttemptReport::Shed {
-                    key: self.key,
-                    lines: std::mem::take(shed),
-                })
-                .await?;
-            }
+            self.flush().await?;
             return self.send(msg).await;
         }
-        if *shed > 0 {
+        if self.shed > 0 {
             match self.reports.try_send(AttemptReport::Shed {
                 key: self.key,
-                lines: *shed,
+                lines: self.shed,
             }) {
-                Ok(()) => *shed = 0,
+                Ok(()) => self.shed = 0,
                 Err(TrySendError::Full(_)) => {
-                    *shed += 1;
+                    self.shed += 1;
                     return Ok(());
                 }
                 Err(TrySendError::Closed(_)) => return Err(EngineGone),
@@ -124,11 +132,24 @@ impl Pump {
         match self.reports.try_send(msg) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                *shed += 1;
+                self.shed += 1;
                 Ok(())
             }
             Err(TrySendError::Closed(_)) => Err(EngineGone),
         }
+    }
+
+    /// Says how many lines were left out, if any.
+    pub async fn flush(&mut self) -> Result<(), EngineGone> {
+        if self.shed == 0 {
+            return Ok(());
+        }
+        let lines = std::mem::take(&mut self.shed);
+        self.send(AttemptReport::Shed {
+            key: self.key,
+            lines,
+        })
+        .await
     }
 
     async fn send(&self, msg: AttemptReport) -> Result<(), EngineGone> {

@@ -12,6 +12,7 @@ fn spec(dir: &std::path::Path, script: &str) -> AttemptSpec {
             batch: 3,
             attempt: 1,
         },
+        worker: 1,
         invocation: Invocation {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],

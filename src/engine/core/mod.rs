@@ -21,7 +21,7 @@ mod views;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::engine::messages::{BatchStatus, Event};
+use crate::engine::messages::{BatchStatus, Event, WarmView};
 use crate::engine::protocol::{AttemptKey, Effect, Prior};
 use crate::plan::Batch;
 
@@ -43,6 +43,8 @@ struct Slot {
     /// Removed by `SetWorkers`; goes away when its batch ends.
     retiring: bool,
     running: Option<Running>,
+    /// Its warm dbt process, in warm mode.
+    warm: Option<WarmView>,
 }
 
 impl Slot {
@@ -52,6 +54,7 @@ impl Slot {
             paused: false,
             retiring: false,
             running: None,
+            warm: None,
         }
     }
 }
@@ -68,6 +71,8 @@ pub(crate) struct CoreConfig {
     pub compiled_root_name: Option<String>,
     /// What the plan decided, one line each, for the faces.
     pub plan: Vec<String>,
+    /// Warm or cold, and why.
+    pub mode: crate::engine::warm::check::ModeChoice,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +169,22 @@ impl EngineCore {
                 Some((r.key.batch, i32::try_from(pid).ok()?))
             })
             .collect()
+    }
+
+    /// A slot's warm process changed state.
+    pub fn on_warm(&mut self, worker: usize, view: WarmView) -> Vec<Effect> {
+        match self.slots.iter_mut().find(|s| s.number == worker) {
+            Some(slot) if slot.warm.as_ref() != Some(&view) => {
+                slot.warm = Some(view);
+                vec![self.workers_changed()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The numbers of the slots that exist now (retiring ones included).
+    pub fn slot_numbers(&self) -> Vec<usize> {
+        self.slots.iter().map(|s| s.number).collect()
     }
 
     pub fn running_count(&self) -> usize {

@@ -46,6 +46,10 @@ fn core_of(
         command: "build".into(),
         compiled_root_name: Some("proj".into()),
         plan: Vec::new(),
+        mode: crate::engine::warm::check::ModeChoice {
+            mode: crate::engine::warm::check::Mode::Cold,
+            reason: None,
+        },
     };
     EngineCore::new(cfg, plan, &BTreeMap::new())
 }

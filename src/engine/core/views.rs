@@ -16,6 +16,12 @@ impl EngineCore {
             state_dir: self.cfg.state_dir.clone(),
             command: self.cfg.command.clone(),
             plan: self.cfg.plan.clone(),
+            mode: match self.cfg.mode.mode {
+                crate::engine::warm::check::Mode::Warm => "warm",
+                crate::engine::warm::check::Mode::Cold => "cold",
+            }
+            .into(),
+            mode_reason: self.cfg.mode.reason.clone(),
         }
     }
 
@@ -27,6 +33,7 @@ impl EngineCore {
                 paused: s.paused,
                 retiring: s.retiring,
                 batch: s.running.as_ref().map(|r| r.key.batch),
+                warm: s.warm.clone(),
             })
             .collect()
     }

@@ -129,6 +129,11 @@ fn rig_with(
         launcher: Arc::new(FakeLauncher(tx)),
         logs,
         report: None,
+        mode: crate::engine::warm::check::ModeChoice {
+            mode: crate::engine::warm::check::Mode::Cold,
+            reason: None,
+        },
+        warm_status: None,
     })
     .unwrap();
     Rig {

@@ -26,6 +26,7 @@ pub(crate) fn worker(number: usize, batch: Option<usize>) -> WorkerView {
         paused: false,
         retiring: false,
         batch,
+        warm: None,
     }
 }
 
@@ -38,6 +39,8 @@ pub(crate) fn info() -> RunInfo {
         state_dir: "/state".into(),
         command: "build".into(),
         plan: Vec::new(),
+        mode: "cold".into(),
+        mode_reason: None,
     }
 }
 

@@ -98,6 +98,7 @@ fn mid_run(size: (u16, u16)) -> App {
             paused: n == 4,
             retiring: false,
             batch: Some(2 + n),
+            warm: None,
         })
         .collect();
     app.update(Msg::Engine(Event::Started {
@@ -109,6 +110,8 @@ fn mid_run(size: (u16, u16)) -> App {
             state_dir: "/state".into(),
             command: "build".into(),
             plan: Vec::new(),
+            mode: "cold".into(),
+            mode_reason: None,
         },
         batches,
         workers,
@@ -259,6 +262,7 @@ fn sixteen_workers_at_80x24_each_show_label_and_status() {
             paused: false,
             retiring: false,
             batch: Some(n - 1),
+            warm: None,
         })
         .collect();
     app.update(Msg::Engine(Event::Started {
@@ -270,6 +274,8 @@ fn sixteen_workers_at_80x24_each_show_label_and_status() {
             state_dir: "/state".into(),
             command: "build".into(),
             plan: Vec::new(),
+            mode: "cold".into(),
+            mode_reason: None,
         },
         batches,
         workers,
@@ -334,6 +340,8 @@ fn shared_plan(size: (u16, u16)) -> App {
                 "plan: a, b do not depend on the window: built once in shared, before the windows, which leave them out".into(),
                 "plan: window_snapshot depends on the window but is not incremental, so every window rewrites it: those 2 windows run one at a time. To run them in parallel, make window_snapshot incremental or ephemeral, or give it an alias per window".into(),
             ],
+            mode: "warm".into(),
+            mode_reason: None,
         },
         batches,
         workers: (1..=2)
@@ -342,6 +350,7 @@ fn shared_plan(size: (u16, u16)) -> App {
                 paused: false,
                 retiring: false,
                 batch: (n == 1).then_some(4),
+                warm: None,
             })
             .collect(),
     }));

@@ -1,0 +1,250 @@
+//! Warm or cold. A warm worker parses once and reuses the manifest for every
+//! batch, so anything dbt renders at parse time (vars or env in `config()`,
+//! `enabled=`, sources.yml, the database name) keeps the values of that parse.
+//! Before warm workers take the queue, two parses that differ only in the batch
+//! (the first and the last batch's vars and `{batch}` values, with one worker's
+//! environment) are compared node by node.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::launcher::{WarmLauncher, WarmSetup, workers_dir};
+use super::process::{install, interpreter};
+use crate::cli::ModeArg;
+use crate::config::RunSettings;
+use crate::engine::launcher::{Launcher, ProcessLauncher};
+use crate::engine::messages::WarmView;
+use crate::plan::Batch;
+use crate::usage;
+
+/// How batches run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    Warm,
+    Cold,
+}
+
+/// The mode, and why when it is not the one asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ModeChoice {
+    pub mode: Mode,
+    pub reason: Option<String>,
+}
+
+/// What the engine runs batches with.
+pub(crate) struct Runner {
+    pub choice: ModeChoice,
+    pub launcher: Arc<dyn Launcher>,
+    /// The warm workers' states, for the faces.
+    pub warm_status: Option<mpsc::Receiver<(usize, WarmView)>>,
+}
+
+fn cold(reason: Option<String>) -> Runner {
+    Runner {
+        choice: ModeChoice {
+            mode: Mode::Cold,
+            reason,
+        },
+        launcher: Arc::new(ProcessLauncher),
+        warm_status: None,
+    }
+}
+
+/// Picks the mode and starts what it needs. With `--mode warm`, a reason not to
+/// run warm is a usage error; with `auto` it is a line and a cold run.
+pub(crate) async fn choose(
+    settings: &RunSettings,
+    plan: &[Batch],
+    state_dir: &Path,
+    requested: ModeArg,
+    recycle: u32,
+) -> color_eyre::Result<Runner> {
+    if requested == ModeArg::Cold {
+        return Ok(cold(None));
+    }
+    let (Some(first), Some(last)) = (plan.first(), plan.last()) else {
+        return Ok(cold(None));
+    };
+    let refuse = |why: String| -> color_eyre::Result<Runner> {
+        if requested == ModeArg::Warm {
+            return Err(usage!("--mode warm: {why}").into());
+        }
+        Ok(cold(Some(why)))
+    };
+    let python = match interpreter(&settings.dbt) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("warm workers need dbt's Python: {e}")),
+    };
+    let dir = workers_dir(state_dir);
+    let program = install(&dir).map_err(|e| {
+        color_eyre::eyre::eyre!("cannot write the worker program to {}: {e}", dir.display())
+    })?;
+    let (status_tx, status_rx) = mpsc::channel(256);
+    let setup = WarmSetup {
+        settings: settings.clone(),
+        interpreter: python,
+        program,
+        dir: dir.clone(),
+        state_dir: state_dir.to_path_buf(),
+        parse_batch: first.clone(),
+        recycle,
+        status: status_tx,
+    };
+    eprintln!("dbt-herd: starting warm dbt workers: checking that batches parse alike…");
+    let a = setup.slot(1, first);
+    let result = if plan.len() == 1 {
+        a.start(false).await.map(|(w, _)| (w, None::<()>))
+    } else {
+        // The same worker's environment, the last batch's vars and `{batch}`
+        // values, its own dirs, and no word to the faces.
+        let mut b = setup.slot_in(1, last, dir.join("check"));
+        b.status = mpsc::channel(1).0;
+        let (ra, rb) = tokio::join!(a.start(true), b.start(true));
+        match (ra, rb) {
+            (Ok((wa, da)), Ok((wb, db))) => {
+                super::slot::retire(wb, settings.grace_term).await;
+                match first_difference(&da.unwrap_or_default(), &db.unwrap_or_default()) {
+                    None => Ok((wa, None)),
+                    Some(diff) => {
+                        super::slot::retire(wa, settings.grace_term).await;
+                        let hint = settings
+                            .env
+                            .iter()
+                            .find(|t| t.value.contains("{batch}"))
+                            .map_or_else(
+                                || "a var or env_var is rendered at parse time (in config(), enabled= or sources.yml); run cold, or keep parse-time values the same for every batch".to_string(),
+                                |t| format!("{} uses {{batch}}; use {{worker}} for warm workers", t.key),
+                            );
+                        return refuse(format!(
+                            "batches parse differently ({diff} with {} and with {}): {hint}",
+                            first.id, last.id
+                        ));
+                    }
+                }
+            }
+            (Err(e), other) | (other, Err(e)) => {
+                if let Ok((w, _)) = other {
+                    super::slot::retire(w, settings.grace_term).await;
+                }
+                Err(e)
+            }
+        }
+    };
+    match result {
+        Ok((warm, _)) => Ok(Runner {
+            choice: ModeChoice {
+                mode: Mode::Warm,
+                reason: None,
+            },
+            launcher: Arc::new(WarmLauncher::new(setup, Some(warm))),
+            warm_status: Some(status_rx),
+        }),
+        Err(e) => refuse(format!("the warm worker could not start: {e}")),
+    }
+}
+
+/// Fields of a node that a parse bakes in.
+const FIELDS: [&str; 9] = [
+    "database",
+    "schema",
+    "alias",
+    "config",
+    "depends_on",
+    "refs",
+    "sources",
+    "checksum",
+    "enabled",
+];
+
+/// The first node and field where two parses' digests differ, in words.
+pub(crate) fn first_difference(a: &Map<String, Value>, b: &Map<String, Value>) -> Option<String> {
+    let ids: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for id in ids {
+        let (Some(na), Some(nb)) = (a.get(id), b.get(id)) else {
+            let which = if a.contains_key(id) { "first" } else { "last" };
+            return Some(format!("{id} exists only in the {which} batch's parse"));
+        };
+        for field in FIELDS {
+            let (va, vb) = (&na[field], &nb[field]);
+            if va != vb {
+                let (path, x, y) = deepest(field.to_string(), va, vb);
+                return Some(format!("{id}: {path} is {} and {}", shown(x), shown(y)));
+            }
+        }
+    }
+    None
+}
+
+/// Follows two differing values into the first key where they differ.
+fn deepest<'a>(path: String, a: &'a Value, b: &'a Value) -> (String, &'a Value, &'a Value) {
+    if let (Value::Object(ma), Value::Object(mb)) = (a, b) {
+        let keys: std::collections::BTreeSet<&String> = ma.keys().chain(mb.keys()).collect();
+        for k in keys {
+            let (x, y) = (
+                ma.get(k).unwrap_or(&Value::Null),
+                mb.get(k).unwrap_or(&Value::Null),
+            );
+            if x != y {
+                return deepest(format!("{path}.{k}"), x, y);
+            }
+        }
+    }
+    (path, a, b)
+}
+
+fn shown(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(v: &serde_json::Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn equal_parses_have_no_difference_and_a_changed_config_is_named() {
+        let node = |enabled: bool, db: &str| {
+            serde_json::json!({"database": db, "schema": "main", "alias": "m",
+                "config": {"enabled": enabled, "materialized": "table"},
+                "depends_on": {"nodes": []}, "refs": [], "sources": [], "checksum": {"sha256": "x"},
+                "enabled": enabled})
+        };
+        let a = digest(
+            &serde_json::json!({"model.p.m": node(true, "w1"), "model.p.n": node(true, "w1")}),
+        );
+        assert_eq!(first_difference(&a, &a.clone()), None);
+        let b = digest(
+            &serde_json::json!({"model.p.m": node(false, "w1"), "model.p.n": node(true, "w1")}),
+        );
+        assert_eq!(
+            first_difference(&a, &b).unwrap(),
+            "model.p.m: config.enabled is true and false"
+        );
+        let c = digest(
+            &serde_json::json!({"model.p.m": node(true, "batch2"), "model.p.n": node(true, "w1")}),
+        );
+        assert_eq!(
+            first_difference(&a, &c).unwrap(),
+            "model.p.m: database is \"w1\" and \"batch2\""
+        );
+        let d = digest(&serde_json::json!({"model.p.m": node(true, "w1")}));
+        assert!(
+            first_difference(&a, &d)
+                .unwrap()
+                .contains("model.p.n exists only in the first")
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! Warm workers: one long-lived dbt process per worker slot that imports dbt and
+//! parses once, then runs each batch with `dbtRunner` on the kept manifest.
+//!
+//! - `protocol`: the line-JSON protocol with the worker program
+//!   (`assets/worker/herd_worker.py`), over pipes of its own;
+//! - `process`: starting a worker process with those pipes;
+//! - `slot`: one slot's actor (a batch at a time, the stop ladder, replacement);
+//! - `launcher`: the `Launcher` that hands batches to slots;
+//! - `check`: warm or cold (do batches parse alike?).
+
+pub(crate) mod check;
+pub(crate) mod launcher;
+mod process;
+mod protocol;
+mod slot;
