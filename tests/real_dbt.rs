@@ -22,12 +22,15 @@ fn late_window_fails_then_resume_retries_only_it_within_the_budget() {
     let _reaper = Reaper(t.clone());
     let state = dirs.root.join("state");
     // Three worker slots but a budget of 2 one-thread batches: two at a time.
+    // Cold, so that each batch is a dbt process whose --threads can be sampled.
     let mut cmd = demo_run(
         &dirs,
         &dbt,
         &state,
         &t,
         &[
+            "--mode",
+            "cold",
             "--backfill",
             "2024-01-11..2024-01-15",
             "--workers",

@@ -244,7 +244,16 @@ fn losing_the_terminal_stops_every_dbt_process() {
         &dirs,
         &dbt,
         &t,
-        &["--backfill", "2024-01-02..2024-01-04", "-w", "2"],
+        // Cold, so that the batches are still running when the terminal goes
+        // (a warm batch can be over in a second).
+        &[
+            "--mode",
+            "cold",
+            "--backfill",
+            "2024-01-02..2024-01-04",
+            "-w",
+            "2",
+        ],
         "",
     );
     tmux.wait("batches to run", LONG, |s| header(s).contains("2 running"));

@@ -20,7 +20,16 @@ pub(crate) trait Launcher: Send + Sync + 'static {
     /// The worker slots that exist now (at the start, and after each change):
     /// a launcher that keeps a process per slot starts and stops them.
     fn slots(&self, _numbers: &[usize]) {}
+
+    /// The engine is ending: the returned future is done when every process
+    /// the launcher keeps between attempts is gone.
+    fn close(&self) -> Closing {
+        Box::pin(async {})
+    }
 }
+
+/// What `Launcher::close` returns.
+pub(crate) type Closing = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// One `dbt` process per attempt, in its own process group.
 pub(crate) struct ProcessLauncher;

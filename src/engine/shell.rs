@@ -221,6 +221,8 @@ impl Shell {
             }
             self.catch_up(&inp.groups);
         }
+        // Warm workers go before the run is said to be over.
+        self.launcher.close().await;
         self.write_summary(true);
         let summary = self.summary(true);
         let outcome = EngineOutcome {

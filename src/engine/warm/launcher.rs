@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::slot::{self, Job, SlotConfig, Warm};
 use crate::config::RunSettings;
 use crate::dbt::argv;
-use crate::engine::launcher::Launcher;
+use crate::engine::launcher::{Closing, Launcher};
 use crate::engine::messages::WarmView;
 use crate::engine::protocol::{AttemptCtl, AttemptReport, AttemptSpec};
 use crate::plan::Batch;
@@ -97,6 +97,8 @@ pub(crate) fn job_env(
 pub(crate) struct WarmLauncher {
     setup: WarmSetup,
     slots: Mutex<BTreeMap<usize, mpsc::Sender<Job>>>,
+    /// Every slot actor ever started, to wait for at the end.
+    actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// A worker already parsed (by the mode check) for slot 1.
     first: Mutex<Option<Warm>>,
 }
@@ -106,6 +108,7 @@ impl WarmLauncher {
         Self {
             setup,
             slots: Mutex::new(BTreeMap::new()),
+            actors: Mutex::new(Vec::new()),
             first: Mutex::new(first),
         }
     }
@@ -129,7 +132,11 @@ impl WarmLauncher {
                 } else {
                     None
                 };
-                tokio::spawn(slot::serve(cfg, rx, warm));
+                let actor = tokio::spawn(slot::serve(cfg, rx, warm));
+                self.actors
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(actor);
                 tx
             })
             .clone()
@@ -178,6 +185,34 @@ impl Launcher for WarmLauncher {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .retain(|n, _| numbers.contains(n));
+    }
+
+    fn close(&self) -> Closing {
+        // Closing every queue makes each actor retire its worker and end.
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        let actors = std::mem::take(
+            &mut *self
+                .actors
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let first = self
+            .first
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let grace = self.setup.settings.grace_term;
+        Box::pin(async move {
+            if let Some(w) = first {
+                slot::retire(w, grace).await;
+            }
+            for a in actors {
+                let _ = a.await;
+            }
+        })
     }
 }
 

@@ -42,9 +42,16 @@ pub(crate) fn interpreter(dbt: &Path) -> Result<Vec<String>, String> {
     ))
 }
 
+/// Runs another worker program instead of the shipped one: for tests that need
+/// a worker which misbehaves on purpose.
+const PROGRAM_ENV: &str = "DBT_HERD_WORKER_PROGRAM";
+
 /// Writes the worker program where workers can run it; returns its path.
 pub(crate) fn install(dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
+    if let Some(other) = std::env::var_os(PROGRAM_ENV).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(other));
+    }
     let path = dir.join("herd_worker.py");
     std::fs::write(&path, PROGRAM)?;
     Ok(path)

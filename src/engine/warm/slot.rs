@@ -317,6 +317,24 @@ async fn run(cfg: &SlotConfig, mut w: Warm, job: Job) -> Option<Warm> {
             return Some(w);
         }
     }
+    // Stopped before it began (a stop while the worker was still parsing, say):
+    // it never runs.
+    while let Ok(c) = ctl.try_recv() {
+        if matches!(c, AttemptCtl::Stop | AttemptCtl::Kill) {
+            let _ = reports
+                .send(AttemptReport::Exited {
+                    key,
+                    exit: ExitInfo {
+                        code: None,
+                        signal: Some(libc::SIGINT),
+                    },
+                    results: Err(crate::dbt::run_results::ReadError::Missing),
+                    group_clean: true,
+                })
+                .await;
+            return Some(w);
+        }
+    }
     let mut out = RawLog::create(&spec.stdout_file);
     let mut err = RawLog::create(&spec.stderr_file);
     let invocation = Arc::new(OnceLock::new());
@@ -340,11 +358,22 @@ async fn run(cfg: &SlotConfig, mut w: Warm, job: Job) -> Option<Warm> {
         code: None,
         signal: None,
     };
+    // The worker ignores SIGINT until it has taken the batch (its first event):
+    // a stop before that waits for it, or for the grace to pass.
+    let mut begun = false;
+    let mut stop_when_begun: Option<tokio::time::Instant> = None;
     while sound {
-        let due = ladder.deadline();
+        let due = match (ladder.deadline(), stop_when_begun) {
+            (Some(d), _) | (None, Some(d)) => Some(d),
+            (None, None) => None,
+        };
         tokio::select! {
             r = w.proc.replies.recv() => match r {
                 Some(Ok(Reply::Event { job: Some(j), line, cut })) if j == id => {
+                    begun = true;
+                    if stop_when_begun.take().is_some() {
+                        ladder.stop();
+                    }
                     out.line(&line);
                     let text = if cut { format!("{line} …[line cut]") } else { line };
                     let _ = lines.report(false, text).await;
@@ -381,10 +410,19 @@ async fn run(cfg: &SlotConfig, mut w: Warm, job: Job) -> Option<Warm> {
                 None => ctl_open = false,
                 Some(AttemptCtl::Suspend) => process::signal_group(pgid, Signal::SIGSTOP),
                 Some(AttemptCtl::Resume) => process::signal_group(pgid, Signal::SIGCONT),
-                Some(AttemptCtl::Stop) => ladder.stop(),
+                Some(AttemptCtl::Stop) if begun => ladder.stop(),
+                Some(AttemptCtl::Stop) => {
+                    stop_when_begun.get_or_insert(tokio::time::Instant::now() + spec.grace_int);
+                }
                 Some(AttemptCtl::Kill) => ladder.kill(),
             },
-            () = sleep_until(due), if due.is_some() => ladder.escalate(),
+            () = sleep_until(due), if due.is_some() => {
+                if stop_when_begun.take().is_some() {
+                    ladder.stop();
+                } else {
+                    ladder.escalate();
+                }
+            }
         }
     }
     let mut group_clean = true;
