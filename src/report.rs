@@ -101,6 +101,7 @@ impl<W: Write> Reporter<W> {
                     info.command, batches.len(), info.workers, info.threads, info.budget, info.retries
                 ));
                 self.line(&format!("state dir: {}", clean(&info.state_dir)));
+                self.line(&clean(&info.mode_line()));
                 for line in &info.plan {
                     self.line(&clean(line));
                 }

@@ -85,10 +85,8 @@ fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<
             past.torn_tail
         );
     }
-    for batch in engine::sweep::sweep(&past.unfinished) {
-        eprintln!(
-            "dbt-herd: killed a dbt process of batch {batch} left running by the previous run"
-        );
+    for what in engine::sweep::sweep(&past.unfinished, &past.workers, &state.root) {
+        eprintln!("dbt-herd: killed {what} left running by the previous run");
     }
     state.store_run(&config::normalized_for_storage(&merged))?;
     Ok(PreparedRun {

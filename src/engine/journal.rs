@@ -73,6 +73,8 @@ pub(crate) struct JournalState {
     /// Bytes of a torn last line (a crash mid-write), ignored; 0 if none.
     pub torn_tail: usize,
     pub unfinished: Vec<UnfinishedChild>,
+    /// Warm worker processes the run started (any may be left if it died).
+    pub workers: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -148,6 +150,10 @@ impl JournalState {
             JournalEntry::BatchStatus { batch, status } => (batch, status, 0, None),
             JournalEntry::AttemptStarted { batch, attempt, .. } => {
                 (batch, BatchStatus::Running, attempt, None)
+            }
+            JournalEntry::WorkerStarted { pid, .. } => {
+                self.workers.push(pid);
+                return;
             }
             JournalEntry::AttemptSpawned {
                 batch,

@@ -97,6 +97,9 @@ pub struct BatchView {
     pub suspended: bool,
     /// Seconds spent running, summed over attempts (a running attempt counts so far).
     pub duration_s: f64,
+    /// Of those, the seconds dbt itself counted (run_results' `elapsed_time`).
+    #[serde(default)]
+    pub dbt_elapsed_s: f64,
     /// Unix seconds when the current attempt started, if running.
     pub running_since: Option<f64>,
     pub nodes_done: u32,
@@ -209,6 +212,9 @@ pub struct WarmView {
     pub parse_s: Option<f64>,
     /// Batches it has run since it started.
     pub runs: u32,
+    /// Its process, once started.
+    #[serde(default)]
+    pub pid: Option<u32>,
 }
 
 /// One line of a batch's output, ready to be sanitised and shown.
@@ -239,6 +245,20 @@ pub struct RunInfo {
     /// Why the run is cold when warm was possible.
     #[serde(default)]
     pub mode_reason: Option<String>,
+}
+
+impl RunInfo {
+    /// How batches run, for people: warm or cold, and why cold when it is.
+    pub fn mode_line(&self) -> String {
+        let what = match self.mode.as_str() {
+            "warm" => "warm: one long-lived dbt process per worker, parsed once",
+            _ => "cold: a new dbt process per batch",
+        };
+        match &self.mode_reason {
+            Some(why) => format!("mode: {what} ({why})"),
+            None => format!("mode: {what}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -202,6 +202,11 @@ pub(crate) enum JournalEntry {
         batch: String,
         status: BatchStatus,
     },
+    /// A warm worker process started for a slot (a resume sweeps it if it is left).
+    WorkerStarted {
+        worker: usize,
+        pid: u32,
+    },
 }
 
 impl JournalEntry {
@@ -211,6 +216,7 @@ impl JournalEntry {
             | JournalEntry::AttemptSpawned { batch, .. }
             | JournalEntry::AttemptFinished { batch, .. }
             | JournalEntry::BatchStatus { batch, .. } => batch,
+            JournalEntry::WorkerStarted { .. } => "",
         }
     }
 }

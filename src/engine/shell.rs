@@ -343,7 +343,7 @@ impl Shell {
         let batch = self.core.batch(key.batch);
         let target_dir = self.state.target_dir(&batch.id);
         let log_dir = self.state.log_dir(&batch.id);
-        let spec = AttemptSpec {
+        let mut spec = AttemptSpec {
             key,
             worker,
             invocation: argv::invocation(
@@ -361,6 +361,11 @@ impl Shell {
             grace_int: self.settings.grace_int,
             grace_term: self.settings.grace_term,
         };
+        // Tagged with the state dir: a resume after a crash finds it by that.
+        spec.invocation.env.push((
+            crate::engine::warm::launcher::STATE_ENV.into(),
+            self.state.root.display().to_string(),
+        ));
         let (tx, rx) = mpsc::channel(CONTROLS);
         self.controls.insert(key, tx);
         self.launcher.launch(spec, rx, self.reports.clone());

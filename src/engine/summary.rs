@@ -64,6 +64,9 @@ pub(crate) struct BatchSummary {
     pub status: SummaryStatus,
     pub attempts: u32,
     pub duration_s: f64,
+    /// Wall time beyond what dbt itself counted: start-up, parse, supervision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overhead_s: Option<f64>,
     pub nodes: NodeCounts,
     pub error: Option<String>,
     /// dbt matched no node for this batch's selection (it still exits 0).
@@ -95,6 +98,9 @@ impl Summary {
                         status: v.status.into(),
                         attempts: v.attempts,
                         duration_s: (v.duration_s * 1000.0).round() / 1000.0,
+                        overhead_s: (v.dbt_elapsed_s > 0.0).then(|| {
+                            ((v.duration_s - v.dbt_elapsed_s).max(0.0) * 1000.0).round() / 1000.0
+                        }),
                         nodes: v.counts,
                         error: v.error,
                         nothing_selected: v.nothing_selected,

@@ -7,35 +7,53 @@ use nix::sys::signal::Signal;
 use crate::dbt::argv::BATCH_ENV;
 use crate::engine::journal::UnfinishedChild;
 use crate::engine::process;
+use crate::engine::warm::launcher::STATE_ENV;
 use crate::procfs;
 
-/// Kills the groups of journal-recorded children that are still alive and still
-/// carry their batch's tag (a pid reused by an unrelated process is left alone).
-/// Returns the batch ids whose leftovers were killed.
-pub(crate) fn sweep(unfinished: &[UnfinishedChild]) -> Vec<String> {
+/// Kills the groups of journal-recorded children (dbt processes, and warm
+/// workers) that are still alive and still carry their tag: their batch, or this
+/// state dir (a pid reused by an unrelated process is left alone). Returns what
+/// was killed, for people.
+pub(crate) fn sweep(
+    unfinished: &[UnfinishedChild],
+    workers: &[u32],
+    state_dir: &std::path::Path,
+) -> Vec<String> {
+    let state_tag = format!("{STATE_ENV}={}", state_dir.display());
     let mut swept = Vec::new();
     for child in unfinished {
-        let Ok(pgid) = i32::try_from(child.pid) else {
-            continue;
-        };
-        let tag = format!("{BATCH_ENV}={}", child.batch);
-        let tagged = procfs::group_members(pgid)
-            .into_iter()
-            .any(|p| procfs::environ_contains(p, &tag));
-        if !tagged {
-            continue;
+        let batch_tag = format!("{BATCH_ENV}={}", child.batch);
+        if kill_if_tagged(child.pid, &[&batch_tag, &state_tag]) {
+            swept.push(format!("a dbt process of batch {}", child.batch));
         }
-        process::signal_group(pgid, Signal::SIGKILL);
-        process::signal_group(pgid, Signal::SIGCONT);
-        for _ in 0..100 {
-            if !process::group_alive(pgid) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for &pid in workers {
+        if kill_if_tagged(pid, &[&state_tag]) {
+            swept.push(format!("a warm dbt worker (pid {pid})"));
         }
-        swept.push(child.batch.clone());
     }
     swept
+}
+
+fn kill_if_tagged(pid: u32, tags: &[&str]) -> bool {
+    let Ok(pgid) = i32::try_from(pid) else {
+        return false;
+    };
+    let tagged = procfs::group_members(pgid)
+        .into_iter()
+        .any(|p| tags.iter().any(|t| procfs::environ_contains(p, t)));
+    if !tagged {
+        return false;
+    }
+    process::signal_group(pgid, Signal::SIGKILL);
+    process::signal_group(pgid, Signal::SIGCONT);
+    for _ in 0..100 {
+        if !process::group_alive(pgid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    true
 }
 
 #[cfg(test)]
@@ -63,8 +81,12 @@ mod tests {
             attempt: 1,
             pid,
         };
-        let swept = sweep(&[left(ours.pid()), left(other.pid())]);
-        assert_eq!(swept, vec!["b-sweep".to_string()]);
+        let swept = sweep(
+            &[left(ours.pid()), left(other.pid())],
+            &[],
+            std::path::Path::new("/nowhere"),
+        );
+        assert_eq!(swept, vec!["a dbt process of batch b-sweep".to_string()]);
         let status = ours.child.wait().await.unwrap();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),

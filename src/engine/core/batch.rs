@@ -27,6 +27,8 @@ pub(crate) struct AttemptRecord {
     pub results_problem: Option<String>,
     /// Nodes the events reported as error/fail: the fallback when no results file.
     pub event_failures: u32,
+    /// Seconds dbt itself counted for the invocation (run_results' `elapsed_time`).
+    pub dbt_elapsed_s: f64,
 }
 
 impl AttemptRecord {
@@ -45,6 +47,7 @@ impl AttemptRecord {
             nothing_to_do: false,
             results_problem: None,
             event_failures: 0,
+            dbt_elapsed_s: 0.0,
         }
     }
 }

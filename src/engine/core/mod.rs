@@ -22,7 +22,7 @@ mod views;
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::engine::messages::{BatchStatus, Event, WarmView};
-use crate::engine::protocol::{AttemptKey, Effect, Prior};
+use crate::engine::protocol::{AttemptKey, Effect, JournalEntry, Prior};
 use crate::plan::Batch;
 
 use batch::BatchState;
@@ -173,13 +173,22 @@ impl EngineCore {
 
     /// A slot's warm process changed state.
     pub fn on_warm(&mut self, worker: usize, view: WarmView) -> Vec<Effect> {
-        match self.slots.iter_mut().find(|s| s.number == worker) {
-            Some(slot) if slot.warm.as_ref() != Some(&view) => {
-                slot.warm = Some(view);
-                vec![self.workers_changed()]
-            }
-            _ => Vec::new(),
+        let Some(slot) = self.slots.iter_mut().find(|s| s.number == worker) else {
+            return Vec::new();
+        };
+        if slot.warm.as_ref() == Some(&view) {
+            return Vec::new();
         }
+        let new_pid = view
+            .pid
+            .filter(|p| slot.warm.as_ref().and_then(|w| w.pid) != Some(*p));
+        slot.warm = Some(view);
+        let mut fx = Vec::new();
+        if let Some(pid) = new_pid {
+            fx.push(Effect::Journal(JournalEntry::WorkerStarted { worker, pid }));
+        }
+        fx.push(self.workers_changed());
+        fx
     }
 
     /// The numbers of the slots that exist now (retiring ones included).

@@ -104,6 +104,7 @@ impl EngineCore {
     fn take_results(&mut self, key: AttemptKey, rr: &RunResults) {
         if let Some(a) = self.attempt_mut(key) {
             a.wrote_results = true;
+            a.dbt_elapsed_s = rr.elapsed_time;
         }
         self.batches[key.batch].results.merge(rr, key.attempt);
     }

@@ -72,6 +72,7 @@ impl EngineCore {
                 .and_then(|s| s.running.as_ref())
                 .is_some_and(|r| r.suspended),
             duration_s,
+            dbt_elapsed_s: st.attempts.iter().map(|a| a.dbt_elapsed_s).sum(),
             running_since: if running {
                 current.map(|a| a.started_at)
             } else {

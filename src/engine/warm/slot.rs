@@ -76,7 +76,7 @@ impl Warm {
 pub(crate) type Started = (Warm, Option<serde_json::Map<String, serde_json::Value>>);
 
 impl SlotConfig {
-    fn status(&self, state: WarmState, parse_s: Option<f64>, runs: u32) {
+    fn status(&self, state: WarmState, parse_s: Option<f64>, runs: u32, pid: Option<u32>) {
         // Only the latest state matters; a full channel drops one.
         let _ = self.status.try_send((
             self.worker,
@@ -84,6 +84,7 @@ impl SlotConfig {
                 state,
                 parse_s,
                 runs,
+                pid,
             },
         ));
     }
@@ -91,11 +92,11 @@ impl SlotConfig {
     /// Starts a worker and has it parse; `digest` asks for the parse-invariance
     /// digest. On failure, the reason (with what the worker printed).
     pub async fn start(&self, digest: bool) -> Result<Started, String> {
-        self.status(WarmState::Starting, None, 0);
+        self.status(WarmState::Starting, None, 0, None);
         let result = self.start_inner(digest).await;
         match &result {
-            Ok((w, _)) => self.status(WarmState::Idle, Some(w.parse_s), 0),
-            Err(_) => self.status(WarmState::Failed, None, 0),
+            Ok((w, _)) => self.status(WarmState::Idle, Some(w.parse_s), 0, Some(w.pid())),
+            Err(_) => self.status(WarmState::Failed, None, 0, None),
         }
         result
     }
@@ -140,7 +141,7 @@ impl SlotConfig {
                     ));
                 }
             }
-            self.status(WarmState::Parsing, None, 0);
+            self.status(WarmState::Parsing, None, 0, Some(proc.group.pid()));
             proc.send(&Request::Parse {
                 args: self.parse_args.clone(),
                 env: self.parse_env.clone(),
@@ -265,7 +266,7 @@ pub(crate) async fn serve(cfg: SlotConfig, mut jobs: mpsc::Receiver<Job>, mut wa
                 }
             },
         };
-        cfg.status(WarmState::Busy, Some(w.parse_s), w.runs);
+        cfg.status(WarmState::Busy, Some(w.parse_s), w.runs, Some(w.pid()));
         warm = run(&cfg, w, *job).await;
         match warm.take() {
             Some(w) if w.runs >= cfg.recycle => {
@@ -274,7 +275,7 @@ pub(crate) async fn serve(cfg: SlotConfig, mut jobs: mpsc::Receiver<Job>, mut wa
                 warm = cfg.start(false).await.ok().map(|(w, _)| w);
             }
             Some(w) => {
-                cfg.status(WarmState::Idle, Some(w.parse_s), w.runs);
+                cfg.status(WarmState::Idle, Some(w.parse_s), w.runs, Some(w.pid()));
                 warm = Some(w);
             }
             None => warm = cfg.start(false).await.ok().map(|(w, _)| w),

@@ -26,11 +26,11 @@ pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // Blank lines between groups only when there is room for them.
     let spaced = usize::from(area.height) >= rows_needed;
     let mut lines = Vec::new();
-    // What the plan decided, first: who waits on whom, and why.
-    let plan = app.info.as_ref().map_or(&[][..], |i| i.plan.as_slice());
-    if !plan.is_empty() {
+    // How batches run and what the plan decided, first: who waits on whom, and why.
+    if let Some(info) = &app.info {
         lines.push(Line::styled("Plan", theme.title()));
-        for line in plan {
+        let mode = info.mode_line();
+        for line in std::iter::once(&mode).chain(&info.plan) {
             let text = sanitize_plain(line.trim_start_matches("plan: "), 400);
             for (i, part) in wrap(&text, 72).into_iter().enumerate() {
                 let lead = if i == 0 { "  " } else { "    " };

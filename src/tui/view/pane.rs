@@ -8,6 +8,7 @@ use ratatui::widgets::{Block, Paragraph};
 
 use super::text::{bar, bytes, log_line};
 use crate::dbt::argv::AttemptKind;
+use crate::engine::messages::WarmState;
 use crate::engine::{BatchStatus, BatchView, WorkerView};
 use crate::progress::fmt_duration;
 use crate::text::sanitize::sanitize_plain;
@@ -22,11 +23,20 @@ pub fn elapsed(app: &App, v: &BatchView) -> f64 {
     }
 }
 
-fn worker_word(w: &WorkerView) -> &'static str {
-    match (w.paused, w.retiring) {
-        (true, _) => "PAUSED",
-        (_, true) => "RETIRING",
-        _ => "idle",
+fn worker_word(w: &WorkerView) -> String {
+    match (w.paused, w.retiring, &w.warm) {
+        (true, _, _) => "PAUSED".into(),
+        (_, true, _) => "RETIRING".into(),
+        (_, _, Some(warm)) => match warm.state {
+            WarmState::Starting => "STARTING dbt".into(),
+            WarmState::Parsing => "PARSING".into(),
+            WarmState::Idle | WarmState::Busy => match warm.parse_s {
+                Some(p) => format!("WARM idle · parsed in {}", fmt_duration(p)),
+                None => "WARM idle".into(),
+            },
+            WarmState::Failed => "FAILED to start dbt".into(),
+        },
+        _ => "idle".into(),
     }
 }
 
@@ -39,7 +49,7 @@ fn status_spans<'a>(
 ) -> Vec<Span<'a>> {
     let Some(v) = v else {
         let style = if w.paused { theme.warn() } else { theme.dim() };
-        return vec![Span::styled(worker_word(w).to_string(), style)];
+        return vec![Span::styled(worker_word(w), style)];
     };
     let word = status_word(v.status, v.suspended);
     let mut spans = vec![Span::styled(word, theme.status(v.status, v.suspended))];
@@ -51,6 +61,18 @@ fn status_spans<'a>(
         ));
     } else if w.paused && !v.suspended {
         spans.push(Span::styled(" (worker pausing)", theme.warn()));
+    } else if let Some(warm) = w
+        .warm
+        .as_ref()
+        .filter(|m| matches!(m.state, WarmState::Starting | WarmState::Parsing))
+    {
+        // The batch waits for its warm worker to be ready.
+        let what = if warm.state == WarmState::Parsing {
+            " (worker PARSING)"
+        } else {
+            " (worker STARTING dbt)"
+        };
+        spans.push(Span::styled(what, theme.dim()));
     }
     let kind = match v.attempt_kind {
         Some(AttemptKind::Retry) => " dbt retry",
