@@ -58,6 +58,18 @@ pub(crate) enum ModeArg {
     Cold,
 }
 
+/// How a backfill window reaches dbt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum WindowAs {
+    /// As the vars named by --start-var and --end-var.
+    #[default]
+    Vars,
+    /// As --event-time-start/--event-time-end, for microbatch models (a partial
+    /// parse stays valid across windows).
+    EventTime,
+}
+
 /// The dbt subcommand every batch runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -120,6 +132,11 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "STEP", value_parser = crate::plan::parse_step)]
     #[serde(with = "as_text")]
     pub step: Option<Step>,
+
+    /// How a window reaches dbt: vars (--start-var/--end-var) or event-time
+    /// (--event-time-start/--event-time-end, for microbatch models) [default: vars].
+    #[arg(long, value_name = "HOW")]
+    pub window_as: Option<WindowAs>,
 
     /// Name of the var holding a window's start date [default: start_date].
     #[arg(long, value_name = "NAME")]

@@ -121,6 +121,9 @@ impl RunSettings {
         if let (Some(step), None) = (a.step, a.backfill) {
             return Err(usage!("--step '{step}' needs --backfill FROM..TO"));
         }
+        if a.window_as == Some(crate::cli::WindowAs::EventTime) && a.backfill.is_none() {
+            return Err(usage!("--window-as event-time needs --backfill FROM..TO"));
+        }
         let base_vars = plan::parse_vars(a.vars.as_deref().unwrap_or(""))?;
         Ok(Self {
             project_dir,
@@ -145,6 +148,7 @@ impl RunSettings {
                 start_var: a.start_var.clone().unwrap_or_else(|| "start_date".into()),
                 end_var: a.end_var.clone().unwrap_or_else(|| "end_date".into()),
                 base_vars,
+                window_as: a.window_as.unwrap_or_default(),
             },
         })
     }
@@ -202,6 +206,7 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         env: pick_vec(&given.env, &stored.env),
         shared_warehouse: given.shared_warehouse.or(stored.shared_warehouse),
         mode: given.mode.or(stored.mode),
+        window_as: given.window_as.or(stored.window_as),
         recycle: given.recycle.or(stored.recycle),
         state_dir: None,
         resume: given.resume.clone(),

@@ -164,6 +164,8 @@ pub struct PlanSpec {
     pub start_var: String,
     pub end_var: String,
     pub base_vars: Map<String, Value>,
+    /// Whether windows are given as vars or as event-time bounds.
+    pub window_as: crate::cli::WindowAs,
 }
 
 /// A batch's vars on one line, in a form `parse_vars` reads back (JSON is YAML).
@@ -223,7 +225,9 @@ pub fn build(spec: &PlanSpec) -> Vec<Batch> {
                 format!("{base_id}-{n}")
             };
             let mut vars = spec.base_vars.clone();
-            if let Some(w) = win {
+            if let Some(w) = win
+                && spec.window_as == crate::cli::WindowAs::Vars
+            {
                 vars.insert(spec.start_var.clone(), Value::String(w.start.to_string()));
                 vars.insert(spec.end_var.clone(), Value::String(w.end.to_string()));
             }
@@ -371,6 +375,7 @@ mod tests {
             start_var: "start_date".into(),
             end_var: "end_date".into(),
             base_vars: Map::new(),
+            window_as: crate::cli::WindowAs::Vars,
         }
     }
 

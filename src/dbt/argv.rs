@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::WindowAs;
 use crate::config::RunSettings;
 use crate::plan::Batch;
 
@@ -44,6 +45,15 @@ pub fn build_args(
         AttemptKind::Full => {
             a.push(s.command.to_string());
             a.extend(selection_args(s, batch));
+            if let (WindowAs::EventTime, Some(w)) = (s.plan.window_as, batch.window) {
+                // dbt reads these as timestamps: a day's window is [start, end).
+                a.extend([
+                    "--event-time-start".into(),
+                    w.start.to_string(),
+                    "--event-time-end".into(),
+                    w.end.to_string(),
+                ]);
+            }
         }
         // dbt retry reuses the vars and selection stored in the target dir's
         // run_results.json; passing them again would force a full reparse.
@@ -229,6 +239,7 @@ mod tests {
                 start_var: "start_date".into(),
                 end_var: "end_date".into(),
                 base_vars: Default::default(),
+                window_as: crate::cli::WindowAs::Vars,
             },
         }
     }

@@ -180,6 +180,16 @@ impl MergedResults {
             _ => format!("{id}: {}", n.status),
         })
     }
+
+    /// Whether the first failing node's message says more than its status (a
+    /// microbatch model's says only "ERROR"; the reason is in the log).
+    pub fn first_error_is_bare(&self) -> bool {
+        self.failing().next().is_some_and(|(_, n)| {
+            n.message
+                .as_deref()
+                .is_none_or(|m| m.trim().eq_ignore_ascii_case(&n.status))
+        })
+    }
 }
 
 #[cfg(test)]

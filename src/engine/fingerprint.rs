@@ -23,6 +23,9 @@ pub(crate) fn fingerprint(s: &RunSettings, b: &Batch) -> String {
     if let Some(how) = &b.indirect_selection {
         what["indirect_selection"] = serde_json::json!(how);
     }
+    if s.plan.window_as == crate::cli::WindowAs::EventTime {
+        what["event_time"] = serde_json::json!(b.window.map(|w| w.to_string()));
+    }
     let text = what.to_string();
     // FNV-1a: stable across Rust versions, unlike std's hasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -15,6 +15,8 @@ pub(crate) struct Node {
     /// none for ephemeral models and tests without `store_failures`.
     pub relation_name: Option<String>,
     pub materialized: Option<String>,
+    /// `microbatch` for dbt's microbatch models (materialized `incremental`).
+    pub incremental_strategy: Option<String>,
     pub store_failures: bool,
     /// `depends_on.nodes`: the nodes (and sources) it reads.
     pub parents: Vec<String>,
@@ -34,6 +36,12 @@ impl Node {
             self.materialized.as_deref(),
             Some("incremental" | "microbatch")
         )
+    }
+
+    /// A microbatch model: dbt runs it window by window (`--event-time-start/end`).
+    pub fn is_microbatch(&self) -> bool {
+        self.incremental_strategy.as_deref() == Some("microbatch")
+            || self.materialized.as_deref() == Some("microbatch")
     }
 
     pub fn is_ephemeral(&self) -> bool {
@@ -91,6 +99,7 @@ fn node(id: &str, v: &Value) -> Node {
         fqn: strings(v.get("fqn")),
         relation_name: text(v, "relation_name"),
         materialized: text(config, "materialized"),
+        incremental_strategy: text(config, "incremental_strategy"),
         store_failures: config
             .get("store_failures")
             .and_then(Value::as_bool)

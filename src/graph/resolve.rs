@@ -10,10 +10,10 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::manifest::Graph;
+use super::manifest::{Graph, Node};
 use super::shared::{self, Decision, Selections};
 use super::window;
-use crate::cli::{DbtCommand, SharedWarehouse};
+use crate::cli::{DbtCommand, SharedWarehouse, WindowAs};
 use crate::config::RunSettings;
 use crate::dbt::argv::{self, Invocation};
 use crate::engine::process;
@@ -99,7 +99,8 @@ fn runs(command: DbtCommand, resource_type: &str) -> bool {
 }
 
 /// Resolves `plan` for the warehouse it runs on. `work` is a directory for the
-/// `dbt ls` target and log dirs.
+/// `dbt ls` target and log dirs. With event-time windows, checks that they reach
+/// a microbatch model.
 pub(crate) async fn resolve(
     settings: &RunSettings,
     plan: Vec<Batch>,
@@ -113,13 +114,59 @@ pub(crate) async fn resolve(
         resolved_in_s: None,
         decisions: Vec::new(),
     };
-    if kind != Warehouse::Shared {
+    let event_time = settings.plan.window_as == WindowAs::EventTime;
+    if kind != Warehouse::Shared && !event_time {
         return Ok((plan, report));
     }
     let started = Instant::now();
     eprintln!("dbt-herd: resolving the plan against dbt's graph (dbt ls)…");
-    // One `dbt ls` per distinct selection, with the vars of the first batch
-    // (the first window) that has it.
+    let (graph, selected) = load(settings, &plan, work).await?;
+    if event_time {
+        let microbatch = selected
+            .iter()
+            .flatten()
+            .any(|id| graph.nodes.get(id).is_some_and(Node::is_microbatch));
+        if !microbatch {
+            return Err(usage!(
+                "--window-as event-time: no selected model is a microbatch model, and only those \
+                 read --event-time-start/--event-time-end; use --window-as vars"
+            )
+            .into());
+        }
+    }
+    if kind != Warehouse::Shared {
+        return Ok((plan, report));
+    }
+    let vars = [
+        settings.plan.start_var.as_str(),
+        settings.plan.end_var.as_str(),
+    ];
+    let window_dependent = if settings.plan.backfill.is_some() {
+        window::window_dependent(&graph, &vars)
+    } else {
+        BTreeSet::new()
+    };
+    let out = shared::resolve(
+        &plan,
+        &Selections {
+            graph: &graph,
+            selected,
+            window_dependent: &window_dependent,
+        },
+    );
+    report.decisions = out.decisions;
+    report.resolved_in_s = Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
+    Ok((out.batches, report))
+}
+
+/// dbt's graph, and what each batch selects in it (only the resource types
+/// its command runs): one `dbt ls` per distinct selection, in parallel, with the
+/// vars of the first batch (the first window) that has it.
+async fn load(
+    settings: &RunSettings,
+    plan: &[Batch],
+    work: &Path,
+) -> color_eyre::Result<(Graph, Vec<BTreeSet<String>>)> {
     let mut firsts: BTreeMap<Option<&str>, usize> = BTreeMap::new();
     for (i, b) in plan.iter().enumerate() {
         firsts.entry(b.select.as_deref()).or_insert(i);
@@ -142,7 +189,12 @@ pub(crate) async fn resolve(
             (i, inv, dir)
         })
         .collect();
-    let manifest = jobs[0].2.join("target").join("manifest.json");
+    let Some(manifest) = jobs
+        .first()
+        .map(|j| j.2.join("target").join("manifest.json"))
+    else {
+        return Ok((Graph::default(), Vec::new()));
+    };
     let listed: Vec<(usize, Result<BTreeSet<String>, String>)> = futures::stream::iter(
         jobs.into_iter()
             .map(|(i, inv, _)| async move { (i, list(&inv).await) }),
@@ -164,15 +216,6 @@ pub(crate) async fn resolve(
         )
     })?;
     let graph = Graph::from_manifest(&bytes).map_err(|e| usage!("cannot resolve the plan: {e}"))?;
-    let vars = [
-        settings.plan.start_var.as_str(),
-        settings.plan.end_var.as_str(),
-    ];
-    let window_dependent = if settings.plan.backfill.is_some() {
-        window::window_dependent(&graph, &vars)
-    } else {
-        BTreeSet::new()
-    };
     let selected = plan
         .iter()
         .map(|b| {
@@ -190,17 +233,7 @@ pub(crate) async fn resolve(
                 .collect()
         })
         .collect();
-    let out = shared::resolve(
-        &plan,
-        &Selections {
-            graph: &graph,
-            selected,
-            window_dependent: &window_dependent,
-        },
-    );
-    report.decisions = out.decisions;
-    report.resolved_in_s = Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
-    Ok((out.batches, report))
+    Ok((graph, selected))
 }
 
 /// The unique ids `dbt ls` prints for one selection.

@@ -61,6 +61,9 @@ pub(crate) struct BatchState {
     pub nothing_selected: bool,
     pub error: Option<String>,
     pub last_error_line: Option<String>,
+    /// The attempt's first error-level event: where dbt says what went wrong
+    /// when its summary lines only say "ERROR".
+    pub first_error_line: Option<String>,
     pub nodes_done: u32,
     pub nodes_total: Option<u32>,
     pub executing: BTreeSet<String>,
@@ -85,6 +88,7 @@ impl BatchState {
             nothing_selected: false,
             error: None,
             last_error_line: None,
+            first_error_line: None,
             nodes_done: 0,
             nodes_total: None,
             executing: BTreeSet::new(),
@@ -139,6 +143,7 @@ impl BatchState {
         // attempt's own will replace it if it fails too.
         self.error = None;
         self.last_error_line = None;
+        self.first_error_line = None;
         self.nodes_done = 0;
         self.nodes_total = None;
         self.executing.clear();

@@ -182,6 +182,7 @@ impl EngineCore {
         let st = &mut self.batches[key.batch];
         if ev.level == Level::Error && !ev.msg.trim().is_empty() {
             st.last_error_line = Some(ev.msg.clone());
+            st.first_error_line.get_or_insert_with(|| ev.msg.clone());
         }
         let attempt = st.attempt_mut(key.attempt);
         if let (Some(a), Some(inv)) = (attempt, &ev.invocation_id)
@@ -261,6 +262,15 @@ impl EngineCore {
             (BatchStatus::Cancelled, Some(StopReason::Shutdown)) => {
                 Some("stopped when the run was stopped".into())
             }
+            // A message that only repeats the status ("ERROR", as a microbatch
+            // model's does) gives way to the error dbt logged.
+            _ if st.results.first_error_is_bare() && st.first_error_line.is_some() => st
+                .results
+                .failing()
+                .next()
+                .map(|(id, _)| id.clone())
+                .zip(st.first_error_line.clone())
+                .map(|(id, line)| format!("{id}: {line}")),
             _ => st
                 .results
                 .first_error()

@@ -891,3 +891,43 @@ fn split_parts_keep_the_prerequisites_and_each_its_own_lock() {
         "a dependant of the split waits on every part"
     );
 }
+
+/// A microbatch model's result says only "ERROR"; the error dbt logged first
+/// says what went wrong, and that is what the batch shows.
+#[test]
+fn a_bare_error_status_gives_way_to_the_first_logged_error() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    let error_event = |msg: &str| crate::dbt::events::DbtEvent {
+        name: "RunResultError".into(),
+        level: Level::Error,
+        msg: msg.into(),
+        invocation_id: Some("i".into()),
+        kind: EventKind::Error,
+    };
+    for msg in [
+        "Catalog Error: Table with name events does not exist!",
+        "ERROR",
+    ] {
+        let ev = error_event(msg);
+        c.on_attempt(
+            AttemptReport::Line {
+                key: l[0].0,
+                line: OutputLine {
+                    stderr: false,
+                    text: String::new(),
+                    event: Some(ev),
+                },
+            },
+            0.5,
+        );
+    }
+    let mut results = rr("i", &[("model.p.daily", "error")]);
+    results.results[0].message = Some("ERROR".into());
+    c.on_attempt(exited(l[0].0, 1, Ok(results)), 1.0);
+    let error = c.view(0, 1.0).error.unwrap();
+    assert_eq!(
+        error,
+        "model.p.daily: Catalog Error: Table with name events does not exist!"
+    );
+}

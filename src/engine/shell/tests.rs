@@ -80,6 +80,7 @@ fn settings(dir: &std::path::Path, workers: usize, threads: u32, budget: u32) ->
             start_var: "start_date".into(),
             end_var: "end_date".into(),
             base_vars: Default::default(),
+            window_as: crate::cli::WindowAs::Vars,
         },
     }
 }
