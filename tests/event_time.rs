@@ -88,7 +88,9 @@ fn each_window_reaches_the_microbatch_model_as_event_time() {
             "{rr}"
         );
         assert!(
-            rr["args"]["vars"].as_object().is_none_or(|v| v.is_empty()),
+            rr["args"]["vars"]
+                .as_object()
+                .is_none_or(serde_json::Map::is_empty),
             "no window vars"
         );
         let model = rr["results"]
