@@ -2,12 +2,12 @@
 //! plan, and which batches a resume can skip.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::cli::RunArgs;
 use crate::config::{self, RunSettings};
 use crate::dbt::run_results;
 use crate::engine::journal::{self, JournalState};
+use crate::engine::parse::{SharedParse, shared_parse};
 use crate::engine::protocol::Prior;
 use crate::engine::warm::check::{self, Mode, ModeChoice, Runner};
 use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
@@ -29,6 +29,8 @@ pub(crate) struct PreparedRun {
     recycle: u32,
     /// Warm workers or cold processes (`choose_mode` fills it in).
     runner: Option<Runner>,
+    /// A cold run's one parse for the batches that share vars.
+    shared_parse: Option<SharedParse>,
 }
 
 /// Validates everything and sets up the state dir. Nothing is started yet.
@@ -64,6 +66,7 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
         mode: given.mode.unwrap_or_default(),
         recycle: given.recycle.unwrap_or(DEFAULT_RECYCLE),
         runner: None,
+        shared_parse: None,
     })
 }
 
@@ -99,6 +102,7 @@ fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<
         mode: merged.mode.unwrap_or_default(),
         recycle: merged.recycle.unwrap_or(DEFAULT_RECYCLE),
         runner: None,
+        shared_parse: None,
     })
 }
 
@@ -124,6 +128,10 @@ impl PreparedRun {
             self.recycle,
         )
         .await?;
+        if runner.choice.mode == Mode::Cold {
+            self.shared_parse =
+                shared_parse(&self.settings, &self.plan, &self.state.root.join("parse")).await;
+        }
         Ok(&self.runner.insert(runner).choice)
     }
 }
@@ -192,14 +200,7 @@ pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHand
     for id in &changed {
         eprintln!("dbt-herd: batch {id} changed since it succeeded; it runs again");
     }
-    let runner = p.runner.unwrap_or_else(|| Runner {
-        choice: ModeChoice {
-            mode: Mode::Cold,
-            reason: None,
-        },
-        launcher: Arc::new(engine::ProcessLauncher),
-        warm_status: None,
-    });
+    let runner = p.runner.unwrap_or_else(|| check::cold(None));
     engine::spawn(EngineSetup {
         settings: p.settings,
         plan: p.plan,
@@ -210,5 +211,6 @@ pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHand
         report: p.report,
         mode: runner.choice,
         warm_status: runner.warm_status,
+        shared_parse: p.shared_parse,
     })
 }

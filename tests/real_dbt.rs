@@ -181,3 +181,47 @@ fn demo_delivers_the_late_file_and_the_automatic_retry_succeeds() {
     assert!(failed < landed && landed < ok && retried < ok, "{all}");
     assert!(all.contains("all batches succeeded"), "{all}");
 }
+
+/// Cold batches with the same vars on one worker: the second and third start
+/// from the first one's partial parse, and dbt says it skipped parsing.
+#[test]
+fn cold_batches_on_a_worker_reuse_its_partial_parse() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("partial-parse");
+    let _reaper = Reaper(t.clone());
+    let state = dirs.root.join("state");
+    let out = demo_run(
+        &dirs,
+        &dbt,
+        &state,
+        &t,
+        &[
+            "--mode",
+            "cold",
+            "--command",
+            "run",
+            "--workers",
+            "1",
+            "-s",
+            "stg_customers",
+            "-s",
+            "stg_products",
+            "-s",
+            "stg_payments",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let skipped = |b: &str| {
+        std::fs::read_to_string(state.join(format!("batches/{b}/logs/dbt.log")))
+            .unwrap()
+            .contains("Partial parsing enabled, no changes found, skipping parsing")
+    };
+    assert!(!skipped("stg_customers"), "the first batch parses");
+    assert!(
+        skipped("stg_products"),
+        "the second starts from the first's parse"
+    );
+    assert!(skipped("stg_payments"));
+}

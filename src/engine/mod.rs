@@ -17,6 +17,7 @@ mod launcher;
 mod listing;
 pub(crate) mod messages;
 mod outbox;
+pub(crate) mod parse;
 pub(crate) mod process;
 pub(crate) mod protocol;
 mod sampler;
@@ -27,7 +28,6 @@ pub(crate) mod warm;
 
 pub(crate) use fingerprint::fingerprint;
 pub(crate) use handle::{EngineHandle, EngineOutcome};
-pub(crate) use launcher::ProcessLauncher;
 pub(crate) use messages::{
     BatchStatus, BatchView, Command, Event, LogLine, Resources, RunInfo, WorkerView,
 };

@@ -52,6 +52,8 @@ pub(crate) struct AttemptSpec {
     pub stderr_file: PathBuf,
     pub grace_int: Duration,
     pub grace_term: Duration,
+    /// A partial parse file to start the target dir from, if it has none.
+    pub seed_parse: Option<PathBuf>,
 }
 
 /// Orders for a running attempt's actor.

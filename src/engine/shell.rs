@@ -7,6 +7,7 @@
 //! batch forward is ever dropped, and nothing waits on a face.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 use color_eyre::eyre::WrapErr;
@@ -25,12 +26,13 @@ use crate::engine::listing::{self, Listed};
 use crate::engine::messages::WarmView;
 use crate::engine::messages::{Command, Event, Resources};
 use crate::engine::outbox::Outbox;
+use crate::engine::parse::SharedParse;
 use crate::engine::protocol::{
     AttemptCtl, AttemptKey, AttemptReport, AttemptSpec, Effect, JournalEntry, Prior,
 };
 use crate::engine::sampler::{self, LiveGroups};
 use crate::engine::summary::Summary;
-use crate::engine::warm::check::ModeChoice;
+use crate::engine::warm::check::{Mode, ModeChoice};
 use crate::graph::resolve::PlanReport;
 use crate::plan::Batch;
 use crate::state_dir::{StateDir, write_atomic};
@@ -61,6 +63,8 @@ pub(crate) struct EngineSetup {
     pub mode: ModeChoice,
     /// The warm workers' states, in warm mode.
     pub warm_status: Option<mpsc::Receiver<(usize, WarmView)>>,
+    /// A cold run's shared partial parse.
+    pub shared_parse: Option<SharedParse>,
 }
 
 /// Starts the engine task.
@@ -75,6 +79,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         report,
         mode,
         warm_status,
+        shared_parse,
     } = setup;
     let journal_path = state.journal_path();
     let journal = Journal::open(&journal_path)
@@ -114,6 +119,8 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         report,
         mode,
         slots: Vec::new(),
+        shared_parse,
+        last_parse: HashMap::new(),
     };
     let inputs = Inputs {
         commands,
@@ -166,6 +173,9 @@ struct Shell {
     mode: ModeChoice,
     /// The slots the launcher was last told about.
     slots: Vec<usize>,
+    shared_parse: Option<SharedParse>,
+    /// Per worker slot, the partial parse of the last full run it made.
+    last_parse: HashMap<usize, SharedParse>,
 }
 
 impl Shell {
@@ -360,7 +370,27 @@ impl Shell {
             log_dir,
             grace_int: self.settings.grace_int,
             grace_term: self.settings.grace_term,
+            // dbt retry always parses anew: only a full run starts from it.
+            seed_parse: (kind == AttemptKind::Full && self.mode.mode == Mode::Cold)
+                .then(|| {
+                    self.last_parse
+                        .get(&worker)
+                        .and_then(|p| p.for_batch(batch))
+                        .or_else(|| self.shared_parse.as_ref().and_then(|p| p.for_batch(batch)))
+                        .map(Path::to_path_buf)
+                })
+                .flatten(),
         };
+        if kind == AttemptKind::Full {
+            // The next batch with these vars on this worker starts from this one's.
+            self.last_parse.insert(
+                worker,
+                SharedParse {
+                    file: spec.target_dir.join("partial_parse.msgpack"),
+                    vars: batch.vars.clone(),
+                },
+            );
+        }
         // Tagged with the state dir: a resume after a crash finds it by that.
         spec.invocation.env.push((
             crate::engine::warm::launcher::STATE_ENV.into(),

@@ -24,6 +24,7 @@ fn spec(dir: &std::path::Path, script: &str) -> AttemptSpec {
         stderr_file: dir.join("attempt-1.stderr.log"),
         grace_int: Duration::from_millis(300),
         grace_term: Duration::from_millis(300),
+        seed_parse: None,
     }
 }
 

@@ -135,6 +135,7 @@ fn rig_with(
             reason: None,
         },
         warm_status: None,
+        shared_parse: None,
     })
     .unwrap();
     Rig {

@@ -44,7 +44,7 @@ pub(crate) struct Runner {
     pub warm_status: Option<mpsc::Receiver<(usize, WarmView)>>,
 }
 
-fn cold(reason: Option<String>) -> Runner {
+pub(crate) fn cold(reason: Option<String>) -> Runner {
     Runner {
         choice: ModeChoice {
             mode: Mode::Cold,
