@@ -108,6 +108,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if paused > 0 {
         machine.push(Span::styled(format!(" ({paused} PAUSED)"), theme.warn()));
     }
+    if let Some(info) = &app.info {
+        // Warm or cold; when auto chose cold, `?` says why.
+        let mode = match (info.mode.as_str(), &info.mode_reason) {
+            ("warm", _) => " · warm".to_string(),
+            (_, Some(_)) => " · cold (? says why)".to_string(),
+            _ => " · cold".to_string(),
+        };
+        machine.push(Span::raw(mode));
+    }
     machine.push(Span::raw(" · queue "));
     machine.push(if app.queue_paused {
         Span::styled("PAUSED", theme.warn())
