@@ -225,3 +225,60 @@ fn cold_batches_on_a_worker_reuse_its_partial_parse() {
     );
     assert!(skipped("stg_payments"));
 }
+
+/// `--recycle 1`: a warm worker serves one batch, then a fresh process takes its
+/// slot; the journal records each worker process, and every batch succeeds.
+#[test]
+fn a_recycled_warm_worker_is_replaced_after_its_batches() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("recycle");
+    let _reaper = Reaper(t.clone());
+    let state = dirs.root.join("state");
+    let out = demo_run(
+        &dirs,
+        &dbt,
+        &state,
+        &t,
+        &[
+            "--mode",
+            "warm",
+            "--recycle",
+            "1",
+            "--workers",
+            "1",
+            "--backfill",
+            "2024-01-02..2024-01-05",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let journal = std::fs::read_to_string(state.join("journal.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let workers: std::collections::BTreeSet<u64> = records
+        .iter()
+        .filter(|r| r["record"] == "worker_started")
+        .map(|r| r["pid"].as_u64().unwrap())
+        .collect();
+    let spawned: Vec<u64> = records
+        .iter()
+        .filter(|r| r["record"] == "attempt_spawned")
+        .map(|r| r["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(spawned.len(), 3);
+    let distinct: std::collections::BTreeSet<&u64> = spawned.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "each batch on a fresh worker: {spawned:?}"
+    );
+    assert!(
+        spawned.iter().all(|p| workers.contains(p)),
+        "the journal knows every worker: {workers:?} {spawned:?}"
+    );
+    assert_eq!(summary(&state)["mode"], "warm");
+    assert!(tagged_processes(&t).is_empty());
+}
