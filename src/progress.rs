@@ -53,7 +53,12 @@ pub fn eta_secs<'a>(
     let (mut sum, mut n, mut pending, mut running_left) = (0.0, 0usize, 0usize, Vec::new());
     let all: Vec<&BatchView> = batches.into_iter().collect();
     for b in &all {
-        if matches!(b.status, BatchStatus::Succeeded | BatchStatus::Failed) && b.attempts > 0 {
+        // Only what really ran: a batch carried over by a resume with no time
+        // on record says nothing about how long one takes.
+        if matches!(b.status, BatchStatus::Succeeded | BatchStatus::Failed)
+            && b.attempts > 0
+            && b.duration_s > 0.0
+        {
             sum += b.duration_s / f64::from(b.attempts.max(1));
             n += 1;
         }
@@ -109,6 +114,17 @@ mod tests {
             running_since: since,
             ..Default::default()
         }
+    }
+
+    /// After a resume, batches carried over with no time on record say nothing
+    /// about how long a batch takes.
+    #[test]
+    fn eta_ignores_batches_that_did_not_run_here() {
+        let carried = view(BatchStatus::Succeeded, 0.0, None);
+        let pending = view(BatchStatus::Pending, 0.0, None);
+        assert_eq!(eta_secs(&[carried.clone(), pending.clone()], 2, 0.0), None);
+        let ran = view(BatchStatus::Succeeded, 8.0, None);
+        assert_eq!(eta_secs(&[carried, ran, pending], 2, 0.0), Some(4.0));
     }
 
     #[test]

@@ -58,6 +58,7 @@ struct Reporter<W: Write> {
     batches: Vec<BatchView>,
     started: std::time::Instant,
     workers: usize,
+    paused: bool,
 }
 
 /// Untrusted text made safe and fit for one line: dbt's multi-line errors are
@@ -124,7 +125,10 @@ impl<W: Write> Reporter<W> {
                 self.line(&format!("{level:?}: {}", clean(text)).to_lowercase());
             }
             Event::BudgetChanged(b) => self.line(&format!("budget is now {b}")),
-            Event::QueuePaused(p) => self.line(if *p { "queue paused" } else { "queue resumed" }),
+            Event::QueuePaused(p) => {
+                self.paused = *p;
+                self.line(if *p { "queue paused" } else { "queue resumed" });
+            }
             Event::Log { .. }
             | Event::QueueChanged(_)
             | Event::Idle
@@ -178,9 +182,13 @@ impl<W: Write> Reporter<W> {
     fn totals_line(&mut self) {
         let t = Totals::of(&self.batches);
         let now = now_secs();
-        let eta = eta_secs(&self.batches, self.workers, now)
-            .map(fmt_duration)
-            .unwrap_or_else(|| "?".into());
+        let eta = if self.paused {
+            "paused".into()
+        } else {
+            eta_secs(&self.batches, self.workers, now)
+                .map(fmt_duration)
+                .unwrap_or_else(|| "?".into())
+        };
         let budget = self.info.as_ref().map_or(0, |i| i.budget);
         let threads = self.info.as_ref().map_or(0, |i| i.threads);
         let text = format!(
@@ -298,6 +306,7 @@ pub(crate) async fn run_headless<W: Write>(
         batches: Vec::new(),
         started: std::time::Instant::now(),
         workers: 0,
+        paused: false,
     };
     let mut ending = Ending::Completed;
     let mut tick = tokio::time::interval(Duration::from_secs(10));

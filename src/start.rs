@@ -164,6 +164,7 @@ fn priors(
                 Prior {
                     attempts: p.attempts,
                     stopped: true,
+                    spent_s: p.spent_s,
                     ..Default::default()
                 },
             );
@@ -181,6 +182,7 @@ fn priors(
                 attempts: p.attempts,
                 results,
                 stopped: matches!(p.status, BatchStatus::Cancelled | BatchStatus::Running),
+                spent_s: p.spent_s,
             },
         );
     }

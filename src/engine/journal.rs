@@ -55,6 +55,8 @@ pub(crate) struct BatchPast {
     pub attempts: u32,
     /// The invocation id of the last finished attempt, when dbt reported one.
     pub last_invocation: Option<String>,
+    /// Seconds its finished attempts took, from the records' times.
+    pub spent_s: f64,
 }
 
 /// A child spawned but never recorded as finished: a supervisor that died may
@@ -75,6 +77,8 @@ pub(crate) struct JournalState {
     pub unfinished: Vec<UnfinishedChild>,
     /// Warm worker processes the run started (any may be left if it died).
     pub workers: Vec<u32>,
+    /// When each attempt started, until it finishes: (batch, attempt) → time.
+    started: BTreeMap<(String, u32), f64>,
 }
 
 #[derive(Debug)]
@@ -135,6 +139,25 @@ pub(crate) fn read(path: &Path) -> Result<JournalState, JournalError> {
 
 impl JournalState {
     fn take(&mut self, rec: Record) {
+        let ts = chrono::DateTime::parse_from_rfc3339(&rec.ts)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+            .ok();
+        let mut spent = 0.0;
+        match &rec.entry {
+            JournalEntry::AttemptStarted { batch, attempt, .. } => {
+                if let Some(t) = ts {
+                    self.started.insert((batch.clone(), *attempt), t);
+                }
+            }
+            JournalEntry::AttemptFinished { batch, attempt, .. } => {
+                if let (Some(end), Some(start)) =
+                    (ts, self.started.remove(&(batch.clone(), *attempt)))
+                {
+                    spent = (end - start).max(0.0);
+                }
+            }
+            _ => {}
+        }
         let (batch, status, attempt, invocation) = match rec.entry {
             JournalEntry::AttemptFinished {
                 batch,
@@ -173,7 +196,9 @@ impl JournalState {
             fp: None,
             attempts: 0,
             last_invocation: None,
+            spent_s: 0.0,
         });
+        past.spent_s += spent;
         past.status = status;
         past.fp = rec.fp;
         past.attempts = past.attempts.max(attempt);

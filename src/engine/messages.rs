@@ -24,6 +24,11 @@ pub enum Command {
     RetryAllFailed,
     /// Change the number of worker slots; a removed busy slot finishes its batch first.
     SetWorkers(usize),
+    /// One worker slot more (`by` > 0) or fewer, counted from what the engine
+    /// has, so that keys pressed faster than the screen updates all count.
+    ChangeWorkers {
+        by: i32,
+    },
     /// Change the connection budget (never below one batch's threads).
     SetBudget(u32),
     /// Move a pending batch one place up (towards the front) or down the queue.

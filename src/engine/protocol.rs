@@ -233,4 +233,6 @@ pub(crate) struct Prior {
     pub results: Option<RunResults>,
     /// The last attempt was stopped (its results lack the nodes that never ran).
     pub stopped: bool,
+    /// Seconds its attempts took, per the journal.
+    pub spent_s: f64,
 }

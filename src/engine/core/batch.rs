@@ -155,7 +155,9 @@ impl BatchState {
         for number in 1..=p.attempts {
             let last = number == p.attempts;
             let mut rec = AttemptRecord::new(number, AttemptKind::Full, 0, 0.0);
-            rec.finished_at = Some(0.0);
+            // The time the attempts took, on the first: the batch's duration
+            // (and the ETA) count what really ran.
+            rec.finished_at = Some(if number == 1 { p.spent_s } else { 0.0 });
             rec.wrote_results = last && p.results.is_some();
             rec.stopped = (last && p.stopped).then_some(StopReason::Shutdown);
             self.attempts.push(rec);

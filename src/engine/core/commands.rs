@@ -21,6 +21,17 @@ impl EngineCore {
                 .flat_map(|b| self.requeue(b, now))
                 .collect(),
             Command::SetWorkers(n) if n >= 1 => self.set_workers(n),
+            Command::ChangeWorkers { by } => {
+                let n = self.active_workers().saturating_add_signed(by as isize);
+                if n == 0 {
+                    vec![Self::notice(
+                        Level::Info,
+                        "one worker is the minimum; P pauses the queue",
+                    )]
+                } else {
+                    self.set_workers(n)
+                }
+            }
             Command::SetBudget(n) => self.set_budget(n),
             Command::MoveBatch { batch, up } => self.move_batch(batch, up),
             Command::Shutdown { force } => self.shutdown(force),

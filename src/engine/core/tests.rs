@@ -618,10 +618,16 @@ fn resumed_failed_batch_continues_with_dbt_retry_and_numbering() {
             attempts: 2,
             results: Some(rr("old", &[("model.a", "success"), ("model.b", "error")])),
             stopped: false,
+            spent_s: 12.5,
         },
     )]
     .into();
     let mut c = EngineCore::new(cfg.clone(), batches(1), &prior);
+    assert_eq!(
+        c.view(0, 0.0).duration_s,
+        12.5,
+        "the time on record carries over"
+    );
     let l = launches(&c.start(0.0));
     assert_eq!(l, vec![(key(0, 3), 1, AttemptKind::Retry)]);
     // A stopped last attempt runs in full instead.
@@ -930,4 +936,54 @@ fn a_bare_error_status_gives_way_to_the_first_logged_error() {
         error,
         "model.p.daily: Catalog Error: Table with name events does not exist!"
     );
+}
+
+#[test]
+fn more_and_fewer_workers_count_from_the_engine_and_stop_at_one() {
+    let mut c = core(4, 2, 1, 8, 0);
+    c.start(0.0);
+    for _ in 0..3 {
+        c.on_command(Command::ChangeWorkers { by: 1 }, 1.0);
+    }
+    assert_eq!(c.active_workers(), 5);
+    for _ in 0..6 {
+        c.on_command(Command::ChangeWorkers { by: -1 }, 2.0);
+    }
+    assert_eq!(c.active_workers(), 1);
+}
+
+/// dbt warned "nothing selected" about one selector but ran nodes of another:
+/// the batch is not empty.
+#[test]
+fn a_batch_that_ran_nodes_is_not_empty_whatever_dbt_warned() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    let nothing = crate::dbt::events::DbtEvent {
+        name: "NoNodesForSelectionCriteria".into(),
+        level: Level::Warn,
+        msg: "The selection criterion 'bogus_model_xyz' does not match any enabled nodes".into(),
+        invocation_id: Some("i".into()),
+        kind: EventKind::NothingSelected,
+    };
+    c.on_attempt(
+        AttemptReport::Line {
+            key: l[0].0,
+            line: OutputLine {
+                stderr: false,
+                text: String::new(),
+                event: Some(nothing),
+            },
+        },
+        0.5,
+    );
+    let ok = rr(
+        "i",
+        &[
+            ("model.a", "success"),
+            ("model.b", "success"),
+            ("model.c", "success"),
+        ],
+    );
+    c.on_attempt(exited(l[0].0, 0, Ok(ok)), 1.0);
+    assert!(!c.view(0, 1.0).nothing_selected);
 }

@@ -82,7 +82,11 @@ impl EngineCore {
             nodes_total: st.nodes_total,
             executing: u32::try_from(st.executing.len()).unwrap_or(u32::MAX),
             counts: st.results.counts(),
-            nothing_selected: st.nothing_selected,
+            // dbt warns "nothing selected" for one selector of several even when
+            // others matched: only a batch that ran no node is empty.
+            nothing_selected: st.nothing_selected
+                && st.nodes_done == 0
+                && st.results.counts().total() == 0,
             error: st.error.clone(),
             failing: st
                 .results

@@ -141,7 +141,7 @@ impl App {
                 return vec![Effect::Send(Command::RetryAllFailed)];
             }
             Action::MoreWorkers => {
-                return vec![Effect::Send(Command::SetWorkers(self.active_workers() + 1))];
+                return vec![Effect::Send(Command::ChangeWorkers { by: 1 })];
             }
             Action::FewerWorkers => {
                 let n = self.active_workers();
@@ -149,7 +149,7 @@ impl App {
                     self.say(Level::Info, "one worker is the minimum; P pauses the queue");
                     return Vec::new();
                 }
-                return vec![Effect::Send(Command::SetWorkers(n - 1))];
+                return vec![Effect::Send(Command::ChangeWorkers { by: -1 })];
             }
             Action::EditBudget => {
                 self.overlay = Overlay::Input(Input {

@@ -112,6 +112,8 @@ pub struct App {
     pub stopping: bool,
     /// The signal that ended the run, for the exit status.
     pub interrupted: Option<i32>,
+    /// When the last batch ended, if every batch has: the elapsed clock stops.
+    pub done_at: Option<f64>,
 }
 
 impl App {
@@ -138,13 +140,22 @@ impl App {
             idle: false,
             stopping: false,
             interrupted: None,
+            done_at: None,
         }
     }
 
     /// The batch a pane shows: the worker's current one, else the one it ran last.
     pub fn pane_batch(&self, pane: usize) -> Option<usize> {
         let w = self.workers.get(pane)?;
-        w.batch.or_else(|| self.last_batch.get(&w.number).copied())
+        w.batch.or_else(|| {
+            // Not a batch that another worker has taken since.
+            self.last_batch.get(&w.number).copied().filter(|&b| {
+                self.batches
+                    .get(b)
+                    .and_then(|v| v.worker)
+                    .is_none_or(|other| other == w.number)
+            })
+        })
     }
 
     /// The batch keys act on: the zoomed one, the table's selection, or the focused pane's.
@@ -168,6 +179,19 @@ impl App {
     /// Worker slots that take batches (a retiring slot only finishes its batch).
     pub fn active_workers(&self) -> usize {
         self.workers.iter().filter(|w| !w.retiring).count()
+    }
+
+    /// How many batches can run at once: the workers taking batches, as far as
+    /// the budget lets them.
+    pub fn parallelism(&self) -> usize {
+        let threads = self.info.as_ref().map_or(1, |i| i.threads).max(1);
+        let by_budget = usize::try_from(self.budget / threads).unwrap_or(usize::MAX);
+        let free = self
+            .workers
+            .iter()
+            .filter(|w| !w.retiring && !w.paused)
+            .count();
+        free.min(by_budget).max(1)
     }
 
     /// Connections reserved: the threads of running batches.
@@ -302,6 +326,7 @@ impl App {
                 }
                 if v.status == BatchStatus::Running {
                     self.idle = false;
+                    self.done_at = None;
                     let new_attempt = self
                         .batches
                         .get(v.index)
@@ -360,7 +385,13 @@ impl App {
                 }
             }
             Event::Resources(r) => self.resources = r,
-            Event::Idle => self.idle = true,
+            Event::Idle => {
+                self.idle = true;
+                let t = crate::progress::Totals::of(&self.batches);
+                if t.running + t.pending == 0 {
+                    self.done_at.get_or_insert(self.now);
+                }
+            }
             Event::Stopped => return vec![Effect::Exit],
         }
         Vec::new()

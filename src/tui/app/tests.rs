@@ -223,8 +223,14 @@ fn cancel_applies_to_running_and_pending_batches() {
 #[test]
 fn workers_go_up_and_down_but_never_below_one() {
     let mut app = app();
-    assert_eq!(sent(&app.update(key('+'))), [Command::SetWorkers(3)]);
-    assert_eq!(sent(&app.update(key('-'))), [Command::SetWorkers(1)]);
+    assert_eq!(
+        sent(&app.update(key('+'))),
+        [Command::ChangeWorkers { by: 1 }]
+    );
+    assert_eq!(
+        sent(&app.update(key('-'))),
+        [Command::ChangeWorkers { by: -1 }]
+    );
     app.update(Msg::Engine(Event::WorkersChanged(vec![worker(1, Some(0))])));
     assert!(sent(&app.update(key('-'))).is_empty());
 }
@@ -491,4 +497,78 @@ fn scrolling_back_stays_within_a_full_view_while_output_floods_in() {
         z.offset
     );
     assert_eq!(app.logs[0].window(page, z.offset).count(), page);
+}
+
+/// `+++` faster than the engine answers: three workers more, not one (each key
+/// is a change counted by the engine, not a total read from a stale screen).
+#[test]
+fn keys_pressed_faster_than_the_screen_updates_all_count() {
+    let mut app = app();
+    let all: Vec<Command> = (0..3).flat_map(|_| sent(&app.update(key('+')))).collect();
+    assert_eq!(all, vec![Command::ChangeWorkers { by: 1 }; 3]);
+}
+
+/// Cancelled on worker 2, retried and run on worker 1: worker 2's pane no longer
+/// shows it (it showed the batch as RUNNING in two panes).
+#[test]
+fn a_batch_shows_in_one_pane_only() {
+    let mut app = app();
+    // Worker 2 ran batch 1 and is idle now; batch 1 runs on worker 1 again.
+    app.update(Msg::Engine(Event::WorkersChanged(vec![
+        worker(1, None),
+        worker(2, Some(1)),
+    ])));
+    let mut v = app.batches[1].clone();
+    v.worker = Some(2);
+    v.status = BatchStatus::Running;
+    app.update(Msg::Engine(Event::BatchChanged(v.clone())));
+    app.update(Msg::Engine(Event::WorkersChanged(vec![
+        worker(1, Some(1)),
+        worker(2, None),
+    ])));
+    v.worker = Some(1);
+    app.update(Msg::Engine(Event::BatchChanged(v)));
+    assert_eq!(app.pane_batch(0), Some(1));
+    assert_ne!(app.pane_batch(1), Some(1), "worker 2 does not show it too");
+}
+
+/// `/gate` then `/compiled` searches for "compiled", not "gatecompiled".
+#[test]
+fn a_new_search_starts_empty() {
+    let mut app = app();
+    app.update(code(KeyCode::Enter));
+    for word in ["gate", "compiled"] {
+        app.update(key('/'));
+        for c in word.chars() {
+            app.update(key(c));
+        }
+        app.update(code(KeyCode::Enter));
+    }
+    assert_eq!(app.zoom.unwrap().query.as_deref(), Some("compiled"));
+}
+
+/// The ETA says "paused" while the queue is paused, and the elapsed clock stops
+/// when the last batch has ended.
+#[test]
+fn the_clock_stops_when_done_and_the_eta_says_paused() {
+    let mut app = app();
+    app.update(Msg::Engine(Event::QueuePaused(true)));
+    let screen = |app: &App| {
+        let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 10)).unwrap();
+        term.draw(|f| crate::tui::view::draw(f, app, &crate::tui::theme::Theme { color: false }))
+            .unwrap();
+        format!("{:?}", term.backend())
+    };
+    assert!(screen(&app).contains("eta paused"), "{}", screen(&app));
+    for b in 0..app.batches.len() {
+        let mut v = app.batches[b].clone();
+        v.status = BatchStatus::Succeeded;
+        v.worker = None;
+        app.update(Msg::Engine(Event::BatchChanged(v)));
+    }
+    app.update(Msg::Tick(1010.0));
+    app.update(Msg::Engine(Event::Idle));
+    app.update(Msg::Tick(1500.0));
+    assert_eq!(app.done_at, Some(1010.0));
+    assert!(screen(&app).contains("elapsed 10.0s"), "{}", screen(&app));
 }

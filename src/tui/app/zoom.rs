@@ -53,7 +53,8 @@ impl App {
             Action::Search => {
                 self.overlay = Overlay::Input(Input {
                     purpose: Purpose::Search,
-                    fields: vec![Field::new("search", z.query.clone().unwrap_or_default())],
+                    // A new search, not more of the last one (n / N repeat it).
+                    fields: vec![Field::new("search", String::new())],
                     active: 0,
                 });
             }

@@ -40,8 +40,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     )));
     let eta = if t.running + t.pending == 0 {
         "done".to_string()
+    } else if app.queue_paused {
+        "paused".to_string()
     } else {
-        eta_secs(&app.batches, app.active_workers(), app.now)
+        eta_secs(&app.batches, app.parallelism(), app.now)
             .map_or_else(|| "?".to_string(), fmt_duration)
     };
     // The clock gives way to the counts on a narrow terminal: first the elapsed
@@ -49,7 +51,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let counts_w: usize = counts.iter().map(Span::width).sum();
     let full = format!(
         "elapsed {} · eta {eta} ",
-        fmt_duration(app.now - app.started_at)
+        fmt_duration(app.done_at.unwrap_or(app.now) - app.started_at)
     );
     let short = format!("eta {eta} ");
     let room = usize::from(area.width).saturating_sub(counts_w + 1);
