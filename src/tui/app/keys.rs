@@ -55,7 +55,10 @@ impl App {
         if running > 0 {
             self.say(
                 Level::Warn,
-                format!("stopping {running} running batches before quitting…"),
+                format!(
+                    "{} being stopped before quitting…",
+                    super::plural(running, "running batch is", "running batches are")
+                ),
             );
         }
         vec![Effect::Send(Command::Shutdown { force: false })]
@@ -206,6 +209,10 @@ impl App {
                 Vec::new()
             }
             Action::Retry if matches!(status, BatchStatus::Failed | BatchStatus::Cancelled) => {
+                self.say(
+                    Level::Info,
+                    format!("{label} is queued again (dbt retry, or a full run if that has nothing to do)"),
+                );
                 vec![Effect::Send(Command::Retry(b))]
             }
             Action::Retry => {

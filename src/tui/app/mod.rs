@@ -68,6 +68,23 @@ pub enum Overlay {
 pub struct Notice {
     pub level: Level,
     pub text: String,
+    /// When it was said: it goes away after a while, errors last longer.
+    pub at: f64,
+}
+
+impl Notice {
+    fn lasts(&self) -> f64 {
+        match self.level {
+            Level::Error => 30.0,
+            Level::Warn => 15.0,
+            _ => 8.0,
+        }
+    }
+}
+
+/// "1 batch", "2 batches".
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The line that separates one attempt's output from the next in a batch's log.
@@ -232,6 +249,7 @@ impl App {
         self.notice = Some(Notice {
             level,
             text: sanitize_plain(text.as_ref(), MAX_NOTICE),
+            at: self.now,
         });
     }
 
@@ -260,6 +278,13 @@ impl App {
             Msg::Engine(ev) => self.on_event(ev),
             Msg::Tick(now) => {
                 self.now = now;
+                if self
+                    .notice
+                    .as_ref()
+                    .is_some_and(|n| now - n.at >= n.lasts())
+                {
+                    self.notice = None;
+                }
                 Vec::new()
             }
             Msg::Resize(w, h) => {
@@ -289,8 +314,8 @@ impl App {
             self.say(
                 Level::Warn,
                 format!(
-                    "stopping {} running batches (SIGINT, SIGTERM, then SIGKILL); Ctrl-C again kills now",
-                    self.running()
+                    "{} get SIGINT, then SIGTERM, then SIGKILL; Ctrl-C again kills now",
+                    plural(self.running(), "running batch", "running batches")
                 ),
             );
         }
@@ -364,6 +389,8 @@ impl App {
                 if let Some(i) = self.info.as_mut() {
                     i.budget = b;
                 }
+                // Replaces whatever an earlier attempt at it said.
+                self.say(Level::Info, format!("the budget is now {b} connections"));
             }
             Event::QueuePaused(p) => {
                 self.queue_paused = p;

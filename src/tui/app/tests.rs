@@ -572,3 +572,31 @@ fn the_clock_stops_when_done_and_the_eta_says_paused() {
     assert_eq!(app.done_at, Some(1010.0));
     assert!(screen(&app).contains("elapsed 10.0s"), "{}", screen(&app));
 }
+
+/// Footer messages: a later success replaces an earlier error, messages expire,
+/// `r` says what it did, and a paused queue says so.
+#[test]
+fn notices_are_replaced_by_success_and_expire() {
+    let mut app = app();
+    app.update(key('b'));
+    for c in ['4', 'x'] {
+        app.update(key(c));
+    }
+    // The prefilled budget is "2"; "24x" is not a number.
+    app.update(code(KeyCode::Enter));
+    assert_eq!(app.notice.as_ref().unwrap().level, Level::Error);
+    app.update(Msg::Engine(Event::BudgetChanged(3)));
+    let n = app.notice.clone().unwrap();
+    assert_eq!(
+        (n.level, n.text.as_str()),
+        (Level::Info, "the budget is now 3 connections")
+    );
+    app.update(Msg::Tick(app.now + 60.0));
+    assert!(app.notice.is_none(), "an info line goes away");
+    // `r` on the failed batch (the grid's focused pane shows batch 0; use the table).
+    app.update(code(KeyCode::Tab));
+    app.selected = 1;
+    let fx = app.update(key('r'));
+    assert_eq!(sent(&fx), [Command::Retry(1)]);
+    assert!(app.notice.as_ref().unwrap().text.contains("queued again"));
+}

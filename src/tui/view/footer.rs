@@ -12,16 +12,18 @@ use crate::tui::theme::Theme;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = Vec::new();
     if app.stopping {
-        spans.push(Span::styled("STOPPING ", theme.warn()));
+        spans.push(Span::styled("STOPPING │ ", theme.warn()));
+    } else if app.queue_paused && app.running() == 0 {
+        spans.push(Span::styled("QUEUE PAUSED · P resumes │ ", theme.warn()));
     } else if app.idle && app.running() == 0 {
         let all_ok = app
             .batches
             .iter()
             .all(|b| b.status.is_terminal() && b.status != crate::engine::BatchStatus::Failed);
         spans.push(if all_ok {
-            Span::styled("DONE · q quits ", theme.good())
+            Span::styled("DONE · q quits │ ", theme.good())
         } else {
-            Span::styled("IDLE · r/R retries, q quits ", theme.warn())
+            Span::styled("IDLE · r/R retries, q quits │ ", theme.warn())
         });
     }
     if let Some(n) = &app.notice {
@@ -31,7 +33,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             _ => theme.bold(),
         };
         spans.push(Span::styled(n.text.clone(), style));
-        spans.push(Span::styled("  (Esc clears)", theme.dim()));
+        // Esc clears it only where Esc does nothing else.
+        if app.zoom.is_none() && app.screen == Screen::Grid {
+            spans.push(Span::styled("  (Esc clears)", theme.dim()));
+        }
     } else {
         let hints = match (app.zoom.is_some(), app.screen) {
             (true, _) => "Esc back · / search · n/N · f follow · c cancel · r retry · ? help",
