@@ -283,3 +283,64 @@ fn losing_the_terminal_stops_every_dbt_process() {
         .collect();
     assert_eq!(statuses, ["cancelled", "cancelled"], "{s}");
 }
+
+/// `s` splits the failed late window into one batch per model in dbt's order:
+/// the shipments staging model fails again (its file has not landed), the mart
+/// that reads it stays BLOCKED on it, and `r` on it, once the file is there,
+/// lets the mart run.
+#[test]
+fn a_split_keeps_dbt_order_and_a_part_waits_on_its_failed_parent() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("tui-split");
+    let _reaper = Reaper(t.clone());
+    let window = format!("{LATE_DAY}..2024-01-14");
+    let tmux = tui(
+        "split",
+        &dirs,
+        &dbt,
+        &t,
+        // One worker: every part writes the same DuckDB file.
+        &["--backfill", &window, "-w", "1"],
+        "",
+    );
+    tmux.wait("the late window to fail", LONG, |s| {
+        header(s).contains("1 FAILED") && s.contains("IDLE")
+    });
+    tmux.keys(&["Tab", "s"]);
+    let blocked = tmux.wait("the parts to run, and the mart to wait", LONG, |s| {
+        s.contains("BLOCKED") && header(s).contains("0 running")
+    });
+    assert!(
+        blocked.contains("on 2024-01-13 stg_shipments"),
+        "the mart says which part it waits on:\n{blocked}"
+    );
+    let state = dirs.root.join("state");
+    let s = summary(&state);
+    let mart = batch(&s, "2024-01-13-fct_shipments_daily");
+    assert_eq!(mart["status"], "pending");
+    assert_eq!(mart["blocked"], true, "{mart}");
+    assert_eq!(mart["attempts"], 0, "it never ran before its parent");
+    assert!(
+        mart["after"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("2024-01-13-stg_shipments")),
+        "{mart}"
+    );
+    assert!(dirs.deliver_late(LATE_DAY).unwrap());
+    // stg_shipments is the last part (dbt ls lists them by name).
+    tmux.keys(&["G", "r"]);
+    tmux.wait(
+        "the parent's retry and then the mart to succeed",
+        LONG,
+        |s| header(s).contains("0 running · 0 pending") && !header(s).contains("FAILED"),
+    );
+    let s = summary(&state);
+    assert_eq!(
+        batch(&s, "2024-01-13-fct_shipments_daily")["status"],
+        "succeeded"
+    );
+    tmux.keys(&["q"]);
+    let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+}

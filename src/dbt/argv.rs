@@ -86,7 +86,7 @@ pub fn list_models_args(s: &RunSettings, batch: &Batch, target: &Path, logs: &Pa
         "json".into(),
         // One argument, space-separated: dbt reads a repeated flag as nothing.
         "--output-keys".into(),
-        "unique_id name relation_name".into(),
+        "unique_id name relation_name depends_on".into(),
         "--quiet".into(),
     ]);
     a.extend(location_args(s, target, logs));
@@ -170,9 +170,12 @@ pub(crate) fn location_args(s: &RunSettings, target: &Path, logs: &Path) -> Vec<
 /// A model as `dbt ls` lists it for a split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedModel {
+    pub unique_id: String,
     pub name: String,
     /// The relation it builds, when dbt says (not for ephemeral models).
     pub relation: Option<String>,
+    /// The nodes it reads (`depends_on.nodes`).
+    pub parents: Vec<String>,
 }
 
 /// Models from `dbt ls --output json` lines; other lines are ignored.
@@ -182,11 +185,25 @@ pub fn parse_model_list(stdout: &str) -> Vec<ListedModel> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
         .filter_map(|v| {
             Some(ListedModel {
+                unique_id: v
+                    .get("unique_id")
+                    .and_then(|u| u.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
                 name: v.get("name")?.as_str()?.to_string(),
                 relation: v
                     .get("relation_name")
                     .and_then(|r| r.as_str())
                     .map(str::to_string),
+                parents: v
+                    .pointer("/depends_on/nodes")
+                    .and_then(|n| n.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -316,7 +333,7 @@ mod tests {
         );
         assert!(
             a.windows(2)
-                .any(|w| w == ["--output-keys", "unique_id name relation_name"])
+                .any(|w| w == ["--output-keys", "unique_id name relation_name depends_on"])
         );
     }
 

@@ -119,6 +119,9 @@ impl EngineCore {
                 window: parent.window,
                 vars: parent.vars.clone(),
                 after: parent.after.clone(),
+                // A test of two models (relationships) runs with the part that has
+                // both, not with the first of them, before the other is built.
+                indirect_selection: Some("buildable".into()),
                 ..Batch::default()
             };
             let mut part = BatchState::new(batch, self.cfg.retries);
@@ -126,6 +129,30 @@ impl EngineCore {
             self.batches.push(part);
         }
         let new: Vec<usize> = (first..self.batches.len()).collect();
+        // dbt's order among the parts: a part runs after the parts it reads.
+        let part_of: std::collections::HashMap<&str, usize> = models
+            .iter()
+            .zip(&new)
+            .map(|(m, &i)| (m.unique_id.as_str(), i))
+            .collect();
+        let reads: Vec<Vec<usize>> = models
+            .iter()
+            .map(|m| {
+                m.parents
+                    .iter()
+                    .filter_map(|p| part_of.get(p.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        for (&i, parts) in new.iter().zip(reads) {
+            for p in parts {
+                if !self.batches[i].after.contains(&p) {
+                    self.batches[i].after.push(p);
+                }
+                let id = self.batches[p].batch.id.clone();
+                self.batches[i].batch.after.push(id);
+            }
+        }
         // Whoever waited on the batch now waits on all its parts.
         for st in &mut self.batches[..first] {
             if st.after.contains(&b) {

@@ -55,9 +55,19 @@ fn core_of(
 }
 
 fn lm(name: &str, relation: Option<&str>) -> crate::dbt::argv::ListedModel {
+    lm_reading(name, relation, &[])
+}
+
+fn lm_reading(
+    name: &str,
+    relation: Option<&str>,
+    parents: &[&str],
+) -> crate::dbt::argv::ListedModel {
     crate::dbt::argv::ListedModel {
+        unique_id: format!("model.p.{name}"),
         name: name.into(),
         relation: relation.map(str::to_string),
+        parents: parents.iter().map(|p| format!("model.p.{p}")).collect(),
     }
 }
 
@@ -986,4 +996,49 @@ fn a_batch_that_ran_nodes_is_not_empty_whatever_dbt_warned() {
     );
     c.on_attempt(exited(l[0].0, 0, Ok(ok)), 1.0);
     assert!(!c.view(0, 1.0).nothing_selected);
+}
+
+/// A split keeps dbt's order: a part runs only after the parts it reads have
+/// succeeded; when one fails, those after it are BLOCKED until it is retried.
+#[test]
+fn split_parts_run_in_dbt_order_and_wait_on_a_failed_parent() {
+    let mut c = core(1, 4, 1, 4, 0);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(
+        exited(l[0].0, 1, Ok(rr("i", &[("model.p.stg", "error")]))),
+        1.0,
+    );
+    c.on_command(Command::SplitBatch(0), 2.0);
+    let fx = c.on_listed(
+        0,
+        Ok(vec![
+            lm_reading("fct", None, &["stg", "dim"]),
+            lm_reading("dim", None, &[]),
+            lm_reading("stg", None, &[]),
+        ]),
+        3.0,
+    );
+    // fct (1) reads stg (3) and dim (2): only dim and stg start.
+    let started: Vec<usize> = launches(&fx).iter().map(|l| l.0.batch).collect();
+    assert_eq!(started, [2, 3]);
+    let v = views(&c, 3.0);
+    assert_eq!(v[1].after, [3, 2]);
+    c.on_attempt(
+        exited(key(2, 1), 0, Ok(rr("d", &[("model.p.dim", "success")]))),
+        4.0,
+    );
+    c.on_attempt(
+        exited(key(3, 1), 1, Ok(rr("s", &[("model.p.stg", "error")]))),
+        4.0,
+    );
+    let v = views(&c, 4.0);
+    let w = crate::engine::messages::wait_of(&v, 1).unwrap();
+    assert_eq!((w.on, w.blocked), (3, true), "fct is BLOCKED on stg");
+    let fx = c.on_command(Command::Retry(3), 5.0);
+    assert_eq!(launches(&fx)[0].0.batch, 3);
+    let fx = c.on_attempt(
+        exited(key(3, 2), 0, Ok(rr("t", &[("model.p.stg", "success")]))),
+        6.0,
+    );
+    assert_eq!(launches(&fx)[0].0.batch, 1, "fct runs once stg succeeded");
 }
