@@ -34,6 +34,7 @@ pub enum Action {
     NextMatch,
     PrevMatch,
     Follow,
+    Wrap,
     Interrupt,
     Suspend,
 }
@@ -80,6 +81,7 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('n') => NextMatch,
         KeyCode::Char('N') => PrevMatch,
         KeyCode::Char('f') => Follow,
+        KeyCode::Char('w') => Wrap,
         _ => return None,
     })
 }
@@ -126,6 +128,10 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             (
                 "f   / then n N",
                 "follow on / off; search, next / previous match",
+            ),
+            (
+                "w   ← →",
+                "wrap long lines on / off; scroll sideways when off",
             ),
         ],
     ),

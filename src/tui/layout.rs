@@ -69,6 +69,28 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
     })
 }
 
+/// How many lines the failure of batch `v` takes above its zoomed log (the
+/// same count as `view::table::failure_lines`, which draws them).
+pub fn pinned_lines(v: &crate::engine::BatchView) -> usize {
+    if v.status != crate::engine::BatchStatus::Failed {
+        return 0;
+    }
+    let error = usize::from(v.error.is_some() && v.failing.is_empty());
+    error
+        + v.failing
+            .iter()
+            .map(|n| 2 + usize::from(n.compiled_path.is_some()))
+            .sum::<usize>()
+}
+
+/// Rows of the zoomed log itself at terminal `size`: the screen minus the
+/// header, the footer and the borders, minus the failure pinned above it (at
+/// most a third).
+pub fn zoom_log_rows(size: (u16, u16), pinned: usize) -> usize {
+    let inner = usize::from(size.1.saturating_sub(6));
+    (inner - pinned.min(inner / 3)).max(1)
+}
+
 /// The cell of pane `i` in `area` for `shape`.
 /// Empty when the pane falls outside `area` (more workers than lines).
 pub fn pane_rect(area: Rect, shape: GridShape, i: usize) -> Rect {

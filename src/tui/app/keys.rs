@@ -95,13 +95,7 @@ impl App {
             }
             Action::Zoom => match self.target_batch() {
                 Some(batch) => {
-                    self.zoom = Some(Zoom {
-                        batch,
-                        offset: 0,
-                        follow: true,
-                        query: None,
-                        matched: None,
-                    });
+                    self.zoom = Some(Zoom::new(batch));
                 }
                 None => self.say(Level::Info, "this worker has not run a batch yet"),
             },

@@ -262,10 +262,17 @@ impl App {
 
     /// Lines a page scroll moves in the zoomed log: about what the view shows.
     fn page(&self) -> usize {
-        usize::from(self.size.1.saturating_sub(6)).max(1)
+        let pinned = self
+            .zoom
+            .as_ref()
+            .and_then(|z| self.batches.get(z.batch))
+            .map_or(0, crate::tui::layout::pinned_lines);
+        crate::tui::layout::zoom_log_rows(self.size, pinned)
     }
 
-    /// The furthest the zoomed log can scroll back while the view stays full.
+    /// The furthest the zoomed log can scroll back while the view stays full:
+    /// its first line at the top of the rows the log has (below the pinned
+    /// failure of a failed batch).
     fn max_offset(&self, batch: usize) -> usize {
         let len = self.logs.get(batch).map_or(0, LogBuffer::len);
         len.saturating_sub(self.page())

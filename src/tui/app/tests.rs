@@ -600,3 +600,108 @@ fn notices_are_replaced_by_success_and_expire() {
     assert_eq!(sent(&fx), [Command::Retry(1)]);
     assert!(app.notice.as_ref().unwrap().text.contains("queued again"));
 }
+
+fn log_text(batch: usize, text: &str) -> Msg {
+    Msg::Engine(Event::Log {
+        batch,
+        worker: 2,
+        line: LogLine {
+            level: Level::Info,
+            class: None,
+            text: text.into(),
+            plain: true,
+        },
+    })
+}
+
+fn screen_text(app: &App) -> String {
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(app.size.0, app.size.1)).unwrap();
+    term.draw(|f| crate::tui::view::draw(f, app, &crate::tui::theme::Theme { color: false }))
+        .unwrap();
+    format!("{:?}", term.backend())
+}
+
+/// A failed batch's zoomed log pins its failure above the log: `g` still reaches
+/// the log's first line.
+#[test]
+fn the_zoom_of_a_failed_batch_reaches_its_first_line() {
+    let mut app = app();
+    for i in 0..100 {
+        app.update(log_text(1, &format!("line {i:03}")));
+    }
+    app.update(code(KeyCode::Tab));
+    app.selected = 1;
+    app.update(code(KeyCode::Enter));
+    app.update(key('g'));
+    let text = screen_text(&app);
+    assert!(text.contains("line 000"), "{text}");
+    assert!(
+        text.contains("compiled SQL"),
+        "the failure stays pinned: {text}"
+    );
+}
+
+/// At 80×24 the failure detail keeps the compiled SQL path in view, before a
+/// long message.
+#[test]
+fn the_failure_detail_shows_the_compiled_sql_path_at_80x24() {
+    let mut app = app();
+    app.update(Msg::Resize(80, 24));
+    let mut v = app.batches[1].clone();
+    v.failing[0].message = Some("a long message ".repeat(40));
+    v.failing[0].compiled_path = Some(
+        "/state/batches/2024-01-13/target/compiled/herd_demo/models/staging/stg_shipments.sql"
+            .into(),
+    );
+    app.update(Msg::Engine(Event::BatchChanged(v)));
+    app.update(code(KeyCode::Tab));
+    app.selected = 1;
+    // The path wraps, whole, before the message.
+    let rows: Vec<String> = screen_text(&app)
+        .split("\",")
+        .map(|r| {
+            r.trim_matches(|c: char| c == '"' || c == '│' || c.is_whitespace())
+                .to_string()
+        })
+        .collect();
+    let joined = rows.join("");
+    assert!(
+        joined.contains(
+            "/state/batches/2024-01-13/target/compiled/herd_demo/models/staging/stg_shipments.sql"
+        ),
+        "{rows:#?}"
+    );
+}
+
+/// A long line in the zoom: cut by default, `→` scrolls it sideways, `w` wraps it.
+#[test]
+fn long_lines_in_the_zoom_scroll_sideways_or_wrap() {
+    let mut app = app();
+    app.update(Msg::Resize(80, 24));
+    let long = format!("{}END-OF-LINE", "x".repeat(150));
+    app.update(log_text(2, &long));
+    app.update(code(KeyCode::Tab));
+    app.selected = 2;
+    app.update(code(KeyCode::Enter));
+    assert!(!screen_text(&app).contains("END-OF-LINE"), "cut at first");
+    for _ in 0..12 {
+        app.update(code(KeyCode::Right));
+    }
+    assert_eq!(app.zoom.as_ref().unwrap().hscroll, 96);
+    assert!(
+        screen_text(&app).contains("END-OF-LINE"),
+        "{}",
+        screen_text(&app)
+    );
+    app.update(key('w'));
+    let z = app.zoom.as_ref().unwrap();
+    assert!(z.wrap && z.hscroll == 0);
+    // Wrapped at 78 columns: the line's end is on its second row.
+    let text = screen_text(&app);
+    assert!(
+        text.contains("xxEND-OF") && text.contains("│-LINE"),
+        "{text}"
+    );
+    assert!(text.contains("WRAP"));
+}

@@ -16,7 +16,27 @@ pub struct Zoom {
     pub query: Option<String>,
     /// Sequence number of the current match.
     pub matched: Option<u64>,
+    /// Long lines wrap; when they do not, `hscroll` chars are scrolled off the left.
+    pub wrap: bool,
+    pub hscroll: usize,
 }
+
+impl Zoom {
+    pub fn new(batch: usize) -> Self {
+        Self {
+            batch,
+            offset: 0,
+            follow: true,
+            query: None,
+            matched: None,
+            wrap: false,
+            hscroll: 0,
+        }
+    }
+}
+
+/// Columns ← and → scroll a zoomed log sideways.
+const HSTEP: usize = 8;
 
 impl App {
     /// Keys with a meaning of their own in the zoomed log. `None`: not handled here.
@@ -60,6 +80,12 @@ impl App {
             }
             Action::NextMatch => self.jump_to_match(true),
             Action::PrevMatch => self.jump_to_match(false),
+            Action::Wrap => {
+                z.wrap = !z.wrap;
+                z.hscroll = 0;
+            }
+            Action::Left if !z.wrap => z.hscroll = z.hscroll.saturating_sub(HSTEP),
+            Action::Right if !z.wrap => z.hscroll = (z.hscroll + HSTEP).min(10_000),
             Action::Left | Action::Right | Action::Zoom | Action::ToggleTable => {}
             _ => return None,
         }

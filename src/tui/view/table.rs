@@ -135,22 +135,25 @@ pub fn failure_lines<'a>(v: &BatchView, theme: &Theme) -> Vec<Line<'a>> {
             theme.error(),
         ));
     }
+    // Node, then where its SQL is, then the message: a long message must not
+    // push the path out of a small detail box.
     for n in &v.failing {
         lines.push(Line::from(vec![
             Span::styled(format!("{} ", n.status.to_uppercase()), theme.error()),
             Span::styled(sanitize_plain(&n.unique_id, 200), theme.bold()),
-            Span::raw(format!(
-                ": {}",
-                one_line(n.message.as_deref().unwrap_or("-"), 400)
-            )),
         ]));
         if let Some(p) = &n.compiled_path {
             lines.push(Line::styled(
-                format!("    compiled SQL: {}", sanitize_plain(p, 300)),
+                format!("  compiled SQL: {}", sanitize_plain(p, 300)),
                 theme.dim(),
             ));
         }
+        lines.push(Line::raw(format!(
+            "  {}",
+            one_line(n.message.as_deref().unwrap_or("-"), 400)
+        )));
     }
+    debug_assert_eq!(lines.len(), crate::tui::layout::pinned_lines(v));
     lines
 }
 

@@ -4,7 +4,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph};
+use ratatui::widgets::{Block, Paragraph, Wrap};
 
 use super::pane::elapsed;
 use super::table::failure_lines;
@@ -21,11 +21,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, z: &Zoom, theme: &Theme) {
     };
     let empty = Default::default();
     let log = app.logs.get(z.batch).unwrap_or(&empty);
-    let mode = if z.follow {
+    let mut mode = if z.follow {
         "FOLLOW".to_string()
     } else {
         format!("SCROLLED ↑{}", z.offset)
     };
+    if z.wrap {
+        mode.push_str(" · WRAP");
+    } else if z.hscroll > 0 {
+        mode.push_str(&format!(" · →{}", z.hscroll));
+    }
     let search = z
         .query
         .as_deref()
@@ -47,7 +52,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, z: &Zoom, theme: &Theme) {
             )),
         ]))
         .title_bottom(Line::styled(
-            " Esc back · PgUp/PgDn · g/G · f follow · / search · n/N ",
+            " Esc back · PgUp/PgDn · g/G · f follow · / search · n/N · w wrap · ←/→ ",
             theme.dim(),
         ));
     let inner = block.inner(area);
@@ -58,7 +63,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, z: &Zoom, theme: &Theme) {
     } else {
         Vec::new()
     };
-    let failure_h = cells(failure.len()).min(inner.height / 3);
+    let log_rows = crate::tui::layout::zoom_log_rows(app.size, failure.len());
+    let failure_h = inner.height.saturating_sub(cells(log_rows));
     let [top, body] =
         Layout::vertical([Constraint::Length(failure_h), Constraint::Min(0)]).areas(inner);
     if failure_h > 0 {
@@ -77,8 +83,42 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, z: &Zoom, theme: &Theme) {
             } else {
                 Style::new()
             };
-            log_line(l, theme, extra)
+            shifted(
+                log_line(l, theme, extra),
+                if z.wrap { 0 } else { z.hscroll },
+            )
         })
         .collect();
-    frame.render_widget(Paragraph::new(lines), body);
+    // Wrapped, a long line takes several rows and the oldest lines of the window
+    // scroll off the top: the newest stay in view.
+    let width = usize::from(body.width).max(1);
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(width).max(1)).sum();
+    let text = Paragraph::new(lines);
+    let text = if z.wrap {
+        text.wrap(Wrap { trim: false })
+            .scroll((cells(rows.saturating_sub(height)), 0))
+    } else {
+        text
+    };
+    frame.render_widget(text, body);
+}
+
+/// A line with its first `n` chars scrolled off the left (as `less -S`).
+fn shifted(line: Line<'_>, n: usize) -> Line<'_> {
+    if n == 0 {
+        return line;
+    }
+    let mut skip = n;
+    let mut spans = Vec::new();
+    for span in line.spans {
+        let count = span.content.chars().count();
+        if skip >= count {
+            skip -= count;
+            continue;
+        }
+        let rest: String = span.content.chars().skip(skip).collect();
+        skip = 0;
+        spans.push(Span::styled(rest, span.style));
+    }
+    Line::from(spans).style(line.style)
 }
