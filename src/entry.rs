@@ -113,6 +113,7 @@ pub(crate) fn usage_line(e: &clap::Error) -> String {
 /// Runs `work` unless SIGINT, SIGTERM or SIGHUP comes first; then every child
 /// it started is killed and the signal is returned.
 pub(crate) async fn until_signal<T>(
+    phase: &str,
     work: impl std::future::Future<Output = color_eyre::Result<T>>,
 ) -> color_eyre::Result<Option<i32>> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -126,7 +127,7 @@ pub(crate) async fn until_signal<T>(
         _ = hup.recv() => libc::SIGHUP,
     };
     process::kill_all_registered();
-    eprintln!("dbt-herd: interrupted while resolving the plan");
+    eprintln!("dbt-herd: interrupted while {phase}; no batch had started");
     Ok(Some(sig))
 }
 
@@ -150,10 +151,10 @@ fn run(cli: Cli) -> color_eyre::Result<i32> {
             let mut prepared = start::prepare(&args)?;
             let interactive = !args.headless && tui_possible();
             runtime()?.block_on(async {
-                if let Some(sig) = until_signal(prepared.resolve()).await? {
+                if let Some(sig) = until_signal("resolving the plan", prepared.resolve()).await? {
                     return Ok(exit::SIGNAL_BASE + sig);
                 }
-                if let Some(sig) = until_signal(prepared.choose_mode()).await? {
+                if let Some(sig) = until_signal("preparing dbt", prepared.choose_mode()).await? {
                     return Ok(exit::SIGNAL_BASE + sig);
                 }
                 let outcome = if interactive {

@@ -129,6 +129,10 @@ impl PreparedRun {
         )
         .await?;
         if runner.choice.mode == Mode::Cold {
+            if let Some(why) = &runner.choice.reason {
+                // Said before any screen takes over: the header repeats it.
+                eprintln!("dbt-herd: running cold: {why}");
+            }
             self.shared_parse =
                 shared_parse(&self.settings, &self.plan, &self.state.root.join("parse")).await;
         }

@@ -280,7 +280,15 @@ fn ctrl_c_stops_every_group_with_the_ladder_and_exits_130() {
     let child = cmd.spawn().unwrap();
     let pid = i32::try_from(child.id()).unwrap();
     assert!(
-        wait_for(Duration::from_secs(10), || tagged_processes(&t).len() >= 2),
+        // Two batches (`--select`): the interrupt must find them running, not the
+        // parse that comes before them.
+        wait_for(Duration::from_secs(10), || {
+            tagged_processes(&t)
+                .iter()
+                .filter(|p| p.argv.iter().any(|a| a == "--select"))
+                .count()
+                >= 2
+        }),
         "children started"
     );
     unsafe { libc::kill(pid, libc::SIGINT) };

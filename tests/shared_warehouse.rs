@@ -120,7 +120,10 @@ fn spans(state: &Path) -> BTreeMap<String, Vec<(String, String)>> {
     let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for line in journal.lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
-        let batch = r["batch"].as_str().unwrap().to_string();
+        // Other records (a warm worker starting, say) name no batch.
+        let Some(batch) = r["batch"].as_str().map(str::to_string) else {
+            continue;
+        };
         let attempt = r["attempt"].as_u64().unwrap_or(0);
         let ts = r["ts"].as_str().unwrap().to_string();
         match r["record"].as_str().unwrap() {

@@ -130,6 +130,10 @@ pub(crate) enum AttemptReport {
         results: Result<RunResults, ReadError>,
         /// False if group members outlived even SIGKILL (uninterruptible sleep).
         group_clean: bool,
+        /// What broke the process running the batch (a warm worker that died
+        /// mid-batch or broke its protocol): the attempt failed, whatever its
+        /// exit status says.
+        broken: Option<String>,
     },
 }
 

@@ -128,6 +128,7 @@ pub(crate) async fn run(
             exit,
             results,
             group_clean,
+            broken: None,
         })
         .await;
 }

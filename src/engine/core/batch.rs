@@ -25,6 +25,9 @@ pub(crate) struct AttemptRecord {
     pub nothing_to_do: bool,
     /// run_results.json was there but unusable (stale, truncated, corrupt).
     pub results_problem: Option<String>,
+    /// The process running the batch broke (a warm worker's protocol): the
+    /// attempt failed and this is why.
+    pub runner_problem: Option<String>,
     /// Nodes the events reported as error/fail: the fallback when no results file.
     pub event_failures: u32,
     /// Seconds dbt itself counted for the invocation (run_results' `elapsed_time`).
@@ -46,6 +49,7 @@ impl AttemptRecord {
             stopped: None,
             nothing_to_do: false,
             results_problem: None,
+            runner_problem: None,
             event_failures: 0,
             dbt_elapsed_s: 0.0,
         }

@@ -56,8 +56,12 @@ impl EngineCore {
                 exit,
                 results,
                 group_clean,
+                broken,
             } => {
                 let mut fx = vec![self.release(key)];
+                if let Some(a) = self.attempt_mut(key) {
+                    a.runner_problem = broken;
+                }
                 let id = self.batches[key.batch].batch.id.clone();
                 if !group_clean {
                     fx.push(Self::notice(
@@ -225,6 +229,7 @@ impl EngineCore {
         let clean = exit.code == Some(0)
             && !st.results.counts().has_failures()
             && a.results_problem.is_none()
+            && a.runner_problem.is_none()
             && (a.wrote_results || a.event_failures == 0);
         if clean && !(a.nothing_to_do && a.kind == AttemptKind::Retry && !st.complete_enough()) {
             return BatchStatus::Succeeded;
@@ -261,6 +266,14 @@ impl EngineCore {
             }
             (BatchStatus::Cancelled, Some(StopReason::Shutdown)) => {
                 Some("stopped when the run was stopped".into())
+            }
+            // A broken worker is the cause, whatever dbt managed to say before.
+            _ if st
+                .attempt(key.attempt)
+                .is_some_and(|a| a.runner_problem.is_some()) =>
+            {
+                st.attempt(key.attempt)
+                    .and_then(|a| a.runner_problem.clone())
             }
             // A message that only repeats the status ("ERROR", as a microbatch
             // model's does) gives way to the error dbt logged.

@@ -128,6 +128,7 @@ fn exited(key: AttemptKey, code: i32, results: Result<RunResults, ReadError>) ->
         exit: exit(code),
         results,
         group_clean: true,
+        broken: None,
     }
 }
 
@@ -258,6 +259,7 @@ fn killed_attempt_without_results_reruns_in_full() {
         },
         results: Err(ReadError::Missing),
         group_clean: true,
+        broken: None,
     };
     let fx = c.on_attempt(msg, 1.0);
     let l2 = launches(&fx);
@@ -559,6 +561,7 @@ fn random_events_never_leak_or_exceed_the_budget() {
                         exit: ExitInfo { code, signal },
                         results,
                         group_clean: true,
+                        broken: None,
                     },
                     t,
                 )
@@ -606,6 +609,7 @@ fn random_events_never_leak_or_exceed_the_budget() {
                 },
                 results: Err(ReadError::Missing),
                 group_clean: true,
+                broken: None,
             },
             t + 1.0,
         );
@@ -1041,4 +1045,28 @@ fn split_parts_run_in_dbt_order_and_wait_on_a_failed_parent() {
         6.0,
     );
     assert_eq!(launches(&fx)[0].0.batch, 1, "fct runs once stg succeeded");
+}
+
+#[test]
+fn a_broken_worker_fails_its_batch_whatever_its_exit_status_and_says_why() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    // Exit 0 and no results file would pass as clean: the break decides.
+    c.on_attempt(
+        AttemptReport::Exited {
+            key: l[0].0,
+            exit: exit(0),
+            results: Err(ReadError::Missing),
+            group_clean: true,
+            broken: Some(
+                "the warm worker broke its protocol: it ended in the middle of a message".into(),
+            ),
+        },
+        1.0,
+    );
+    assert_eq!(c.batches[0].status, BatchStatus::Failed);
+    assert_eq!(
+        c.batches[0].error.as_deref(),
+        Some("the warm worker broke its protocol: it ended in the middle of a message")
+    );
 }

@@ -34,6 +34,7 @@ impl Launched {
             },
             results: Err(ReadError::Missing),
             group_clean: true,
+            broken: None,
         })
         .await;
     }

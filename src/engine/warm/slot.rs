@@ -331,6 +331,7 @@ async fn run(cfg: &SlotConfig, mut w: Warm, job: Job) -> Option<Warm> {
                     },
                     results: Err(crate::dbt::run_results::ReadError::Missing),
                     group_clean: true,
+                    broken: None,
                 })
                 .await;
             return Some(w);
@@ -435,6 +436,19 @@ async fn run(cfg: &SlotConfig, mut w: Warm, job: Job) -> Option<Warm> {
         }
         group_clean = ladder::empty_group(pgid, cfg.grace_term).await;
         process::unregister(pgid);
+        // Its exit can be seen before the last of what it wrote: read that too,
+        // so a broken message or a late `done` is not lost.
+        let (late_exit, late_problem) = drain_replies(&mut w.proc.replies, &id).await;
+        if let Some(code) = late_exit {
+            exit.code = Some(code);
+        }
+        problem = problem.or(late_problem);
+        if late_exit.is_none() && problem.is_none() {
+            problem = Some(format!(
+                "the warm worker ended in the middle of the batch ({})",
+                exit.describe().trim_start_matches("dbt ")
+            ));
+        }
         if let Some(p) = &problem {
             err.line(p);
             let _ = lines.report(true, p.clone()).await;
@@ -461,10 +475,30 @@ async fn run(cfg: &SlotConfig, mut w: Warm, job: Job) -> Option<Warm> {
             exit,
             results,
             group_clean,
+            broken: problem,
         })
         .await;
     w.runs += 1;
     sound.then_some(w)
+}
+
+/// What a dead worker still had in its reply pipe: the exit code of a `done`
+/// for this job, and any break in the protocol. Bounded: the pipe closes when
+/// the group is gone, but a wedged reader must not hold the slot.
+async fn drain_replies(
+    replies: &mut mpsc::Receiver<Result<Reply, String>>,
+    id: &str,
+) -> (Option<i32>, Option<String>) {
+    let mut done = None;
+    let mut problem = None;
+    while let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(1), replies.recv()).await {
+        match r {
+            Ok(Reply::Done { job, exit_code, .. }) if job == id => done = Some(exit_code),
+            Ok(_) => {}
+            Err(e) => problem = Some(format!("the warm worker broke its protocol: {e}")),
+        }
+    }
+    (done, problem)
 }
 
 async fn sleep_until(due: Option<tokio::time::Instant>) {
