@@ -203,6 +203,12 @@ pub(crate) struct RunArgs {
     #[serde(skip)]
     pub headless: bool,
 
+    /// Leave the mouse to the terminal (its own text selection) instead of
+    /// clicking panes and rows.
+    #[arg(long)]
+    #[serde(skip)]
+    pub no_mouse: bool,
+
     /// Seconds between SIGINT and SIGTERM when stopping a batch [default: 10].
     #[arg(long, value_name = "SECS", hide = true, value_parser = seconds)]
     #[serde(deserialize_with = "number_or_text")]
@@ -239,6 +245,10 @@ pub(crate) struct DemoArgs {
     /// No TUI: progress as lines on stdout.
     #[arg(long)]
     pub headless: bool,
+
+    /// Leave the mouse to the terminal (its own text selection).
+    #[arg(long)]
+    pub no_mouse: bool,
 
     /// Only create the venv and the demo data, print the dbt path, and exit.
     #[arg(long)]

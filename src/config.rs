@@ -211,6 +211,7 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         state_dir: None,
         resume: given.resume.clone(),
         headless: given.headless,
+        no_mouse: given.no_mouse,
         grace_int: given.grace_int.or(stored.grace_int),
         grace_term: given.grace_term.or(stored.grace_term),
         extra: pick_vec(&given.extra, &stored.extra),

@@ -168,6 +168,7 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
         let outcome = if interactive {
             let handle = start::start(prepared, true)?;
             let opts = tui::TuiOptions {
+                mouse: !args.no_mouse,
                 observer: Some(late_delivery(dirs, "press R to retry the failed batch")),
                 ..Default::default()
             };

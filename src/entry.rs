@@ -159,7 +159,11 @@ fn run(cli: Cli) -> color_eyre::Result<i32> {
                 }
                 let outcome = if interactive {
                     let handle = start::start(prepared, true)?;
-                    tui::run(handle, tui::TuiOptions::default()).await?
+                    let opts = tui::TuiOptions {
+                        mouse: !args.no_mouse,
+                        ..Default::default()
+                    };
+                    tui::run(handle, opts).await?
                 } else {
                     let handle = start::start(prepared, false)?;
                     report::run_headless(handle, std::io::stdout(), None).await?

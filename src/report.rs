@@ -12,6 +12,7 @@ use crate::engine::{
 };
 use crate::error::exit;
 use crate::progress::{Totals, eta_secs, fmt_duration};
+use crate::text::plural::plural;
 use crate::text::sanitize::sanitize_plain;
 
 /// Longest untrusted text put on one line.
@@ -98,8 +99,13 @@ impl<W: Write> Reporter<W> {
                     String::new()
                 };
                 self.line(&format!(
-                    "dbt {} of {} batches{resumed} · {} workers × {} threads · budget {} connections · retries {}",
-                    info.command, batches.len(), info.workers, info.threads, info.budget, info.retries
+                    "dbt {} of {}{resumed} · {} × {} threads · budget {} connections · retries {}",
+                    info.command,
+                    plural(batches.len(), "batch", "batches"),
+                    plural(info.workers, "worker", "workers"),
+                    info.threads,
+                    info.budget,
+                    info.retries
                 ));
                 self.line(&format!("state dir: {}", clean(&info.state_dir)));
                 self.line(&clean(&info.mode_line()));
@@ -250,7 +256,8 @@ fn summary_lines(
         .count();
     if empty > 0 {
         lines.push(format!(
-            "warning: {empty} batches selected no node (dbt exits 0 for that)"
+            "warning: {} selected no node (dbt exits 0 for that)",
+            plural(empty, "batch", "batches")
         ));
     }
     for b in summary
@@ -348,7 +355,10 @@ pub(crate) async fn run_headless<W: Write>(
         r.line(&if force {
             "interrupted again: killing every dbt process group".to_string()
         } else {
-            format!("interrupted: stopping {running} running batches (SIGINT, then SIGTERM, then SIGKILL); Ctrl-C again to kill now")
+            format!(
+                "interrupted: stopping {} (SIGINT, then SIGTERM, then SIGKILL); Ctrl-C again to kill now",
+                plural(running, "running batch", "running batches")
+            )
         });
         handle.send(Command::Shutdown { force });
     }

@@ -344,3 +344,93 @@ fn a_split_keeps_dbt_order_and_a_part_waits_on_its_failed_parent() {
     let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
     assert!(end.contains("EXIT=0"), "{end}");
 }
+
+/// A 300-window backfill (the fake dbt) with three windows failing: `/fail`
+/// finds them in the table, `]` jumps from one to the next, `V` marks the rows
+/// the filter shows and `r` retries all three at once.
+#[test]
+fn three_hundred_windows_filter_jump_and_retry_the_marked_failures() {
+    let dir = fake_project();
+    let t = tag("tui-300");
+    let _reaper = Reaper(t.clone());
+    let state = dir.path().join("state");
+    let mut words: Vec<std::ffi::OsString> = vec![
+        "env".into(),
+        "FAKE_FLAKY_WINDOWS=2024-03-01,2024-06-15,2024-09-30".into(),
+        bin().into(),
+    ];
+    words.extend(
+        [
+            "run",
+            "--mode",
+            "cold",
+            "--shared-warehouse",
+            "no",
+            "--retries",
+            "0",
+            "-w",
+            "4",
+            "--backfill",
+            "2024-01-01..2024-10-27",
+            "--env",
+        ]
+        .map(Into::into),
+    );
+    words.push(format!("HERD_TEST_TAG={t}").into());
+    words.extend(["--project-dir".into(), dir.path().into()]);
+    words.extend(["--dbt".into(), fake_dbt().into()]);
+    words.extend(["--state-dir".into(), state.clone().into()]);
+    let tmux = Tmux::start("t300", &shell_line(words), 100, 30, "");
+    let idle = tmux.wait("300 windows to run, three of them failing", LONG, |s| {
+        header(s).contains("300/300 done") && s.contains("IDLE")
+    });
+    assert!(header(&idle).contains("297 ok · 3 FAILED"), "{idle}");
+
+    // The failures, found by filtering the table.
+    tmux.keys(&["Tab", "/", "f", "a", "i", "l", "Enter"]);
+    let filtered = tmux.wait("the filter to leave three rows", LONG, |s| {
+        s.contains("batches 3/300")
+    });
+    for day in ["2024-03-01", "2024-06-15", "2024-09-30"] {
+        assert!(filtered.contains(day), "{day} is shown:\n{filtered}");
+    }
+    assert!(!filtered.contains("2024-03-02"), "{filtered}");
+
+    // Without the filter, ] walks from one failure to the next.
+    tmux.keys(&["Escape"]);
+    tmux.wait("the filter to clear", LONG, |s| s.contains("batches (300)"));
+    tmux.keys(&["g", "]"]);
+    let selected = |s: &str| {
+        s.lines()
+            .find(|l| l.contains('▶'))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let first = tmux.wait("the first failure to be selected", LONG, |s| {
+        selected(s).contains("2024-03-01")
+    });
+    assert!(selected(&first).contains("FAILED"), "{first}");
+    tmux.keys(&["]"]);
+    tmux.wait("the next failure", LONG, |s| {
+        selected(s).contains("2024-06-15")
+    });
+
+    // Mark what the filter shows, retry them together.
+    tmux.keys(&["/", "f", "a", "i", "l", "Enter", "V"]);
+    tmux.wait("three rows to be marked", LONG, |s| s.contains("3 marked"));
+    tmux.keys(&["r"]);
+    let retried = tmux.wait("the three retries to succeed", LONG, |s| {
+        header(s).contains("300 ok") && s.contains("DONE")
+    });
+    assert!(!header(&retried).contains("FAILED"), "{retried}");
+    let s = summary(&state);
+    for day in ["2024-03-01", "2024-06-15", "2024-09-30"] {
+        let b = batch(&s, day);
+        assert_eq!(b["status"], "succeeded", "{b}");
+        assert_eq!(b["attempts"], 2, "{b}");
+    }
+    assert_eq!(batch(&s, "2024-03-02")["attempts"], 1);
+    tmux.keys(&["q"]);
+    let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
+    assert!(end.contains("EXIT=0"), "{end}");
+}

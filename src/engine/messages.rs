@@ -21,6 +21,9 @@ pub enum Command {
     Cancel(usize),
     /// Queue a failed or cancelled batch again (dbt retry, or a full rerun).
     Retry(usize),
+    /// Queue a batch that succeeded again, in full (its upstream data was
+    /// restated): the face asks the user first.
+    Rerun(usize),
     RetryAllFailed,
     /// Change the number of worker slots; a removed busy slot finishes its batch first.
     SetWorkers(usize),

@@ -35,6 +35,14 @@ pub enum Action {
     PrevMatch,
     Follow,
     Wrap,
+    Mark,
+    MarkVisible,
+    Sort,
+    NextFailed,
+    PrevFailed,
+    ShowCommand,
+    OpenLog,
+    OpenSql,
     Interrupt,
     Suspend,
 }
@@ -82,6 +90,14 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('N') => PrevMatch,
         KeyCode::Char('f') => Follow,
         KeyCode::Char('w') => Wrap,
+        KeyCode::Char(' ') => Mark,
+        KeyCode::Char('V') => MarkVisible,
+        KeyCode::Char('o') => Sort,
+        KeyCode::Char(']') => NextFailed,
+        KeyCode::Char('[') => PrevFailed,
+        KeyCode::Char('y') => ShowCommand,
+        KeyCode::Char('v') => OpenLog,
+        KeyCode::Char('E') => OpenSql,
         _ => return None,
     })
 }
@@ -96,6 +112,13 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("arrows, h j k l", "move between panes or rows"),
             ("Enter", "zoom the focused pane or selected batch"),
             ("Tab", "switch between the worker grid and the batch table"),
+            ("] / [", "next / previous failed batch"),
+            (
+                "v / E",
+                "open the batch's log in $PAGER / failing SQL in $EDITOR",
+            ),
+            ("y", "show the command the batch's last attempt ran"),
+            ("mouse", "click focuses, double click zooms, wheel scrolls"),
             ("Ctrl-C", "stop every batch and quit (twice: kill now)"),
             ("Ctrl-Z", "suspend dbt-herd (no new batch starts until fg)"),
         ],
@@ -105,8 +128,11 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
         &[
             ("p", "pause / resume the focused worker (SIGSTOP / SIGCONT)"),
             ("P", "pause / resume dispatch of the whole queue"),
-            ("c", "cancel the focused or selected batch"),
-            ("r", "retry the focused or selected failed batch"),
+            (
+                "c",
+                "cancel the focused or selected batch (asks if running)",
+            ),
+            ("r", "retry a failed batch; rerun one that succeeded (asks)"),
             ("R", "retry all failed batches"),
             ("+ / -", "one worker more / less"),
             ("b", "edit the connection budget"),
@@ -115,6 +141,21 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             (
                 "K / J",
                 "move the selected pending batch up / down the queue",
+            ),
+        ],
+    ),
+    (
+        "Batch table",
+        &[
+            (
+                "/",
+                "filter rows by id, status or error (/fail); Esc clears",
+            ),
+            ("o", "sort: queue order, id, duration, status"),
+            ("Space / V", "mark a row / every row shown (again: unmark)"),
+            (
+                "r c e s K J",
+                "act on every marked row when rows are marked",
             ),
         ],
     ),
@@ -168,7 +209,25 @@ mod tests {
             .flat_map(|(_, rows)| rows.iter().map(|(k, _)| *k))
             .collect();
         for k in [
-            "q", "p", "P", "c", "r", "R", "+ / -", "b", "e", "s", "K / J", "Tab", "Enter",
+            "q",
+            "p",
+            "P",
+            "c",
+            "r",
+            "R",
+            "+ / -",
+            "b",
+            "e",
+            "s",
+            "K / J",
+            "Tab",
+            "Enter",
+            "/",
+            "o",
+            "Space / V",
+            "] / [",
+            "y",
+            "v / E",
         ] {
             assert!(keys.contains(&k), "help misses {k}");
         }

@@ -47,7 +47,10 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
             continue;
         }
         let w = area.width / u16::try_from(cols).unwrap_or(u16::MAX);
-        let score = ((f64::from(w) / f64::from(h)) / PLEASING_ASPECT).ln().abs();
+        // Empty cells in the last row make uneven rows (3 + 1): they cost
+        // more than a pane a little off the pleasing shape.
+        let empty = 3.0 * (cols * rows - n) as f64 / n as f64;
+        let score = ((f64::from(w) / f64::from(h)) / PLEASING_ASPECT).ln().abs() + empty;
         if best.is_none_or(|(s, _)| score < s) {
             best = Some((
                 score,
@@ -69,18 +72,51 @@ pub fn grid_shape(n: usize, area: Rect) -> GridShape {
     })
 }
 
-/// How many lines the failure of batch `v` takes above its zoomed log (the
-/// same count as `view::table::failure_lines`, which draws them).
+/// How many lines the failure of batch `v` takes above its zoomed log.
 pub fn pinned_lines(v: &crate::engine::BatchView) -> usize {
-    if v.status != crate::engine::BatchStatus::Failed {
-        return 0;
+    crate::tui::failure::lines(v).len()
+}
+
+/// Below this many body rows the table leaves out the failure detail: rows
+/// to choose from come first.
+const MIN_BODY_FOR_DETAIL: u16 = 14;
+
+/// Where the batch table and the selected batch's failure detail go in `body`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableLayout {
+    pub table: Rect,
+    pub detail: Rect,
+    /// Data rows the table shows (inside its border, below its header).
+    pub rows: usize,
+}
+
+pub fn table_layout(body: Rect, selected: Option<&crate::engine::BatchView>) -> TableLayout {
+    let detail_h = match selected {
+        Some(v) if body.height >= MIN_BODY_FOR_DETAIL => {
+            let lines = crate::tui::failure::lines(v);
+            if lines.is_empty() {
+                0
+            } else {
+                let rows = crate::tui::failure::wrapped_rows(&lines, body.width.saturating_sub(2));
+                u16::try_from(rows + 2)
+                    .unwrap_or(u16::MAX)
+                    .min(body.height / 2)
+            }
+        }
+        _ => 0,
+    };
+    let table = Rect::new(body.x, body.y, body.width, body.height - detail_h);
+    let detail = Rect::new(body.x, table.bottom(), body.width, detail_h);
+    TableLayout {
+        table,
+        detail,
+        rows: usize::from(table.height.saturating_sub(3)),
     }
-    let error = usize::from(v.error.is_some() && v.failing.is_empty());
-    error
-        + v.failing
-            .iter()
-            .map(|n| 2 + usize::from(n.compiled_path.is_some()))
-            .sum::<usize>()
+}
+
+/// Table rows a page key moves, at terminal `size` (the detail left out).
+pub fn table_rows(size: (u16, u16)) -> usize {
+    table_layout(body_area(size.0, size.1), None).rows.max(1)
 }
 
 /// Rows of the zoomed log itself at terminal `size`: the screen minus the
@@ -138,6 +174,15 @@ mod tests {
     fn four_workers_on_a_wide_screen_make_a_two_by_two_grid() {
         let g = grid_shape(4, body_area(160, 48));
         assert_eq!((g.cols, g.rows, g.compact), (2, 2, false));
+    }
+
+    #[test]
+    fn four_workers_on_a_big_screen_do_not_make_three_and_one() {
+        let g = grid_shape(4, body_area(200, 50));
+        assert_eq!((g.cols, g.rows), (2, 2));
+        // Three still sit side by side where they fit.
+        let g = grid_shape(3, body_area(200, 50));
+        assert_eq!(g.cols * g.rows, 3);
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! The terminal UI: the interactive face on the engine. It renders engine events
-//! and turns keys into engine commands; it spawns nothing and touches no files.
+//! and turns keys and clicks into engine commands. It runs no dbt and writes no
+//! file; the only programs it starts are the user's own pager and editor, when
+//! asked to (`external`).
 
 pub(crate) mod app;
+mod external;
+pub(crate) mod failure;
 pub(crate) mod keymap;
 pub(crate) mod layout;
 pub(crate) mod logbuf;

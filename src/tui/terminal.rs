@@ -6,11 +6,12 @@ use std::io::{self, Stdout, Write};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::WrapErr;
-use crossterm::event::{Event as TermEvent, EventStream};
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event as TermEvent, EventStream};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use crossterm::{cursor, execute};
+use futures::FutureExt;
 use futures::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -18,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::MissedTickBehavior;
 
 use super::app::{App, Effect, Msg};
+use super::external::{self, Program};
 use super::theme::Theme;
 use super::view;
 use crate::clock::now_secs;
@@ -37,6 +39,8 @@ pub(crate) struct TuiOptions {
     pub observer: Option<Observer>,
     /// Print frame-time statistics to stderr on exit.
     pub frame_stats: bool,
+    /// Clicks and the wheel go to the TUI (off: to the terminal's selection).
+    pub mouse: bool,
 }
 
 impl Default for TuiOptions {
@@ -45,22 +49,36 @@ impl Default for TuiOptions {
             theme: Theme::from_env(),
             observer: None,
             frame_stats: std::env::var_os("DBT_HERD_FRAME_STATS").is_some(),
+            mouse: true,
         }
     }
 }
 
 type Term = Terminal<CrosstermBackend<Stdout>>;
 
-fn enter() -> io::Result<Term> {
+fn enter(mouse: bool) -> io::Result<Term> {
+    take_screen(mouse)?;
+    Terminal::new(CrosstermBackend::new(io::stdout()))
+}
+
+fn take_screen(mouse: bool) -> io::Result<()> {
     enable_raw_mode()?;
     execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
-    Terminal::new(CrosstermBackend::new(io::stdout()))
+    if mouse {
+        execute!(io::stdout(), EnableMouseCapture)?;
+    }
+    Ok(())
 }
 
 /// Gives the terminal back as it was. Safe to call more than once.
 fn leave() {
     let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    let _ = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        cursor::Show
+    );
 }
 
 /// Restores the terminal before any panic message is printed.
@@ -101,7 +119,7 @@ pub(crate) async fn run(
 ) -> color_eyre::Result<Outcome> {
     install_panic_restore();
     let started = Instant::now();
-    let mut term = match enter() {
+    let mut term = match enter(opts.mouse) {
         Ok(t) => t,
         Err(e) => {
             // The engine is already running: stop it before reporting.
@@ -197,6 +215,10 @@ async fn event_loop(
                     dirty = true;
                     app.update(Msg::Key(key))
                 }
+                Some(Ok(TermEvent::Mouse(event))) => {
+                    dirty = true;
+                    app.update(Msg::Mouse { event, at: now_secs() })
+                }
                 Some(Ok(TermEvent::Resize(w, h))) => {
                     dirty = true;
                     app.update(Msg::Resize(w, h))
@@ -240,7 +262,32 @@ async fn event_loop(
                     }
                 }
                 Effect::Suspend => {
-                    suspend(term)?;
+                    suspend(term, opts.mouse)?;
+                    dirty = true;
+                }
+                Effect::Page(files) => {
+                    hand_over(
+                        term,
+                        &mut keys,
+                        &mut sigint,
+                        opts.mouse,
+                        app,
+                        &Program::Pager,
+                        &files,
+                    )?;
+                    dirty = true;
+                }
+                Effect::Edit(file) => {
+                    let files = [file];
+                    hand_over(
+                        term,
+                        &mut keys,
+                        &mut sigint,
+                        opts.mouse,
+                        app,
+                        &Program::Editor,
+                        &files,
+                    )?;
                     dirty = true;
                 }
                 Effect::Exit => return Ok(()),
@@ -261,14 +308,42 @@ fn detach(detached: &mut bool, app: &mut App) -> Vec<Effect> {
 /// Ctrl-Z: give the terminal back, stop this process, and take the screen again on
 /// `fg`. dbt runs on in its own process groups until its output pipe fills up; no
 /// new batch starts meanwhile.
-fn suspend(term: &mut Term) -> io::Result<()> {
+fn suspend(term: &mut Term, mouse: bool) -> io::Result<()> {
     leave();
     // SAFETY: raising a signal on ourselves; SIGTSTP's default action stops the
     // process and returns here once it is continued.
     unsafe {
         libc::raise(libc::SIGTSTP);
     }
-    enable_raw_mode()?;
-    execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)?;
+    take_screen(mouse)?;
     term.clear()
+}
+
+/// `v` and `E`: the user's pager or editor gets the terminal until it exits.
+/// The key reader is dropped meanwhile (it would take the program's keys), and
+/// a Ctrl-C typed into the program (less uses it) does not stop the run. dbt
+/// runs on; its events wait in the engine's bounded queue.
+fn hand_over(
+    term: &mut Term,
+    keys: &mut EventStream,
+    sigint: &mut tokio::signal::unix::Signal,
+    mouse: bool,
+    app: &mut App,
+    program: &Program,
+    files: &[std::path::PathBuf],
+) -> io::Result<()> {
+    leave();
+    *keys = EventStream::new();
+    let result = tokio::task::block_in_place(|| external::run(program, files));
+    while let Some(Some(())) = sigint.recv().now_or_never() {}
+    take_screen(mouse)?;
+    term.clear()?;
+    *keys = EventStream::new();
+    if let Err(e) = result {
+        app.update(Msg::Engine(Event::Notice {
+            level: Level::Warn,
+            text: e,
+        }));
+    }
+    Ok(())
 }

@@ -14,6 +14,9 @@ produce when asked. The batch's `--select` names the behaviour:
   garbage    invalid UTF-8, escape sequences and a 2 MB line without newline, exit 0
   stale      writes run_results.json with another invocation_id, exit 0
   flood      FAKE_LINES (default 20000) log events as fast as it can, then succeeds
+
+FAKE_FLAKY_WINDOWS=a,b,… makes the windows that start on those dates `flaky`
+(a backfill of many windows with a few failing).
 """
 import json, os, signal, sys, time, uuid
 
@@ -25,6 +28,14 @@ def opt(name, default=None):
 
 target = opt("--target-path")
 select = opt("--select", "ok")
+flaky_windows = [v for v in os.environ.get("FAKE_FLAKY_WINDOWS", "").split(",") if v]
+if cmd != "retry" and flaky_windows:
+    try:
+        start = json.loads(opt("--vars", "{}")).get("start_date")
+    except ValueError:
+        start = None
+    if start in flaky_windows:
+        select = "flaky"
 inv = str(uuid.uuid4())
 batch = os.environ.get("DBT_ENV_CUSTOM_ENV_HERD_BATCH", "?")
 rr_path = os.path.join(target, "run_results.json") if target else None

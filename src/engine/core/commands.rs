@@ -14,6 +14,7 @@ impl EngineCore {
             Command::ResumeQueue => self.pause_queue(false),
             Command::Cancel(b) if b < self.batches.len() => self.cancel(b, now),
             Command::Retry(b) if b < self.batches.len() => self.requeue(b, now),
+            Command::Rerun(b) if b < self.batches.len() => self.rerun(b, now),
             Command::RetryAllFailed => (0..self.batches.len())
                 .filter(|&b| self.batches[b].status == BatchStatus::Failed)
                 .collect::<Vec<_>>()
@@ -43,6 +44,7 @@ impl EngineCore {
             Command::SplitBatch(b) if b < self.batches.len() => self.request_split(b),
             Command::Cancel(_)
             | Command::Retry(_)
+            | Command::Rerun(_)
             | Command::SetWorkers(_)
             | Command::EditBatch { .. }
             | Command::SplitBatch(_) => Vec::new(),
@@ -117,6 +119,19 @@ impl EngineCore {
         ) {
             return Vec::new();
         }
+        self.queue.push_back(b);
+        self.wake();
+        let mut fx = self.set_status(b, BatchStatus::Pending, now);
+        fx.push(self.queue_changed());
+        fx
+    }
+
+    /// A succeeded batch runs again in full: dbt retry would find nothing to do.
+    fn rerun(&mut self, b: usize, now: f64) -> Vec<Effect> {
+        if self.batches[b].status != BatchStatus::Succeeded {
+            return Vec::new();
+        }
+        self.batches[b].force_full = true;
         self.queue.push_back(b);
         self.wake();
         let mut fx = self.set_status(b, BatchStatus::Pending, now);

@@ -321,6 +321,20 @@ impl EngineCore {
             status,
             invocation_id,
         })];
+        // An interrupted dbt ends its log in a traceback: the last line says who stopped it.
+        if let (BatchStatus::Cancelled, Some(why)) = (status, st.error.clone()) {
+            let worker = st.attempt(key.attempt).map_or(0, |a| a.worker);
+            fx.push(Effect::Emit(Event::Log {
+                batch: key.batch,
+                worker,
+                line: LogLine {
+                    level: Level::Warn,
+                    class: None,
+                    text: why,
+                    plain: true,
+                },
+            }));
+        }
         match requeue {
             Some(true) => self.queue.push_front(key.batch),
             Some(false) => self.queue.push_back(key.batch),

@@ -341,6 +341,11 @@ fn cancel_running_and_pending() {
         Some("cancelled by the user"),
         "an interrupted dbt's traceback is not the reason"
     );
+    // The log ends saying so, after whatever the interrupted dbt printed.
+    assert!(fx.iter().any(|e| matches!(
+        e,
+        Effect::Emit(Event::Log { batch: 0, line, .. }) if line.text == "cancelled by the user"
+    )));
     // Batch 1 starts; batch 2 stays cancelled.
     assert_eq!(launches(&fx)[0].0.batch, 1);
     // A cancelled batch can be retried by hand, and runs in full.
@@ -1069,4 +1074,28 @@ fn a_broken_worker_fails_its_batch_whatever_its_exit_status_and_says_why() {
         c.batches[0].error.as_deref(),
         Some("the warm worker broke its protocol: it ended in the middle of a message")
     );
+}
+
+#[test]
+fn a_succeeded_batch_reruns_in_full_only_when_asked() {
+    let mut c = core(2, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(
+        exited(l[0].0, 0, Ok(rr("i", &[("model.a", "success")]))),
+        1.0,
+    );
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+    // Retry is for failures: a succeeded batch stays as it is.
+    assert!(launches(&c.on_command(Command::Retry(0), 1.5)).is_empty());
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+    c.on_attempt(
+        exited(key(1, 1), 0, Ok(rr("j", &[("model.a", "success")]))),
+        2.0,
+    );
+    let fx = c.on_command(Command::Rerun(0), 3.0);
+    assert_eq!(launches(&fx), vec![(key(0, 2), 1, AttemptKind::Full)]);
+    // A batch that has not succeeded (it runs now) is not queued twice.
+    assert!(launches(&c.on_command(Command::Rerun(0), 3.5)).is_empty());
+    assert_eq!(c.batches[0].status, BatchStatus::Running);
+    assert!(c.queue.is_empty());
 }

@@ -26,13 +26,29 @@ impl App {
                     _ => Vec::new(),
                 };
             }
-            Overlay::Help => {
-                // Any of the closing keys only closes help.
-                if !matches!(action, Some(Action::Back | Action::Help | Action::Quit)) {
-                    self.overlay = Overlay::Help;
+            Overlay::Confirm(c) => {
+                if let KeyCode::Char('y' | 'Y') = key.code {
+                    return self.confirmed(c);
                 }
+                self.say(Level::Info, "nothing done");
                 return Vec::new();
             }
+            Overlay::Help(scroll) => {
+                // Scrolling keys scroll; the closing keys close; others keep it open.
+                let scroll = match action {
+                    Some(Action::Back | Action::Help | Action::Quit) => return Vec::new(),
+                    Some(Action::Up) => scroll.saturating_sub(1),
+                    Some(Action::Down) => scroll.saturating_add(1),
+                    Some(Action::PageUp) => scroll.saturating_sub(10),
+                    Some(Action::PageDown) => scroll.saturating_add(10),
+                    Some(Action::Top) => 0,
+                    Some(Action::Bottom) => u16::MAX,
+                    _ => scroll,
+                };
+                self.overlay = Overlay::Help(scroll);
+                return Vec::new();
+            }
+            Overlay::Text { .. } => return Vec::new(),
             Overlay::None => {}
         }
         let Some(action) = action else {
@@ -76,23 +92,64 @@ impl App {
                 }
                 return self.quit_now();
             }
-            Action::Help => self.overlay = Overlay::Help,
-            Action::Back if self.screen == Screen::Table => self.screen = Screen::Grid,
+            Action::Help => self.overlay = Overlay::Help(0),
+            Action::Back if self.screen == Screen::Table => self.table_back(),
             Action::Back => self.notice = None,
             Action::Up | Action::Down | Action::Left | Action::Right => self.move_focus(action),
             Action::PageUp | Action::PageDown if self.screen == Screen::Table => {
-                let page = self.page();
-                self.selected = if action == Action::PageUp {
-                    self.selected.saturating_sub(page)
+                let page = isize::try_from(crate::tui::layout::table_rows(self.size))
+                    .unwrap_or(1)
+                    .max(1);
+                self.move_selection(if action == Action::PageUp {
+                    -page
                 } else {
-                    self.selected + page
+                    page
+                });
+            }
+            Action::Top if self.screen == Screen::Table => self.select_edge(false),
+            Action::Bottom if self.screen == Screen::Table => self.select_edge(true),
+            Action::Search if self.screen == Screen::Table => {
+                self.overlay = Overlay::Input(Input {
+                    purpose: Purpose::Filter,
+                    fields: vec![Field::new(
+                        "filter",
+                        self.table.filter.clone().unwrap_or_default(),
+                    )],
+                    active: 0,
+                });
+            }
+            Action::Sort if self.screen == Screen::Table => {
+                self.table.sort = self.table.sort.next();
+                self.say(
+                    Level::Info,
+                    format!("sorted by {} (o: next)", self.table.sort.word()),
+                );
+            }
+            Action::Mark if self.screen == Screen::Table => self.toggle_mark(),
+            Action::MarkVisible if self.screen == Screen::Table => {
+                let n = self.mark_visible();
+                let text = if n == 0 {
+                    "unmarked the rows shown".to_string()
+                } else {
+                    format!(
+                        "{} marked: r c e s K J act on them, Esc unmarks",
+                        super::plural(self.table.marks.len(), "row", "rows")
+                    )
                 };
-                self.clamp_focus();
+                self.say(Level::Info, text);
             }
-            Action::Top if self.screen == Screen::Table => self.selected = 0,
-            Action::Bottom if self.screen == Screen::Table => {
-                self.selected = self.batches.len().saturating_sub(1);
+            Action::Mark | Action::MarkVisible | Action::Sort => {
+                self.say(
+                    Level::Info,
+                    "Tab opens the batch table, where rows can be marked and sorted",
+                );
             }
+            Action::NextFailed | Action::PrevFailed => {
+                self.jump_to_failed(action == Action::NextFailed);
+            }
+            Action::ShowCommand => self.show_command(),
+            Action::OpenLog => return self.open_log(),
+            Action::OpenSql => return self.open_sql(),
             Action::Zoom => match self.target_batch() {
                 Some(batch) => {
                     self.zoom = Some(Zoom::new(batch));
@@ -123,7 +180,12 @@ impl App {
             | Action::EditBatch
             | Action::Split
             | Action::MoveUp
-            | Action::MoveDown => return self.on_batch(action),
+            | Action::MoveDown => {
+                if self.screen == Screen::Table && !self.table.marks.is_empty() {
+                    return self.on_marked(action);
+                }
+                return self.on_batch(action);
+            }
             Action::RetryAllFailed => {
                 let failed = self
                     .batches
@@ -195,7 +257,19 @@ impl App {
             BatchStatus::Pending | BatchStatus::Failed | BatchStatus::Cancelled
         );
         match action {
-            Action::Cancel if matches!(status, BatchStatus::Running | BatchStatus::Pending) => {
+            Action::Cancel if status == BatchStatus::Running => {
+                self.ask(
+                    format!("cancel {label}, which is running? (y / n)"),
+                    vec![Command::Cancel(b)],
+                    format!("cancelling {label}"),
+                );
+                Vec::new()
+            }
+            Action::Cancel if status == BatchStatus::Pending => {
+                self.say(
+                    Level::Info,
+                    format!("{label} will not run (r queues it again)"),
+                );
                 vec![Effect::Send(Command::Cancel(b))]
             }
             Action::Cancel => {
@@ -208,6 +282,14 @@ impl App {
                     format!("{label} is queued again (dbt retry, or a full run if that has nothing to do)"),
                 );
                 vec![Effect::Send(Command::Retry(b))]
+            }
+            Action::Retry if status == BatchStatus::Succeeded => {
+                self.ask(
+                    format!("rerun {label}, which succeeded? (y / n)"),
+                    vec![Command::Rerun(b)],
+                    format!("{label} is queued to run again in full"),
+                );
+                Vec::new()
             }
             Action::Retry => {
                 self.say(
@@ -258,10 +340,8 @@ impl App {
     pub(super) fn move_focus(&mut self, action: Action) {
         match self.screen {
             Screen::Table => match action {
-                Action::Up => self.selected = self.selected.saturating_sub(1),
-                Action::Down => {
-                    self.selected = (self.selected + 1).min(self.batches.len().saturating_sub(1));
-                }
+                Action::Up => self.move_selection(-1),
+                Action::Down => self.move_selection(1),
                 _ => {}
             },
             Screen::Grid => {

@@ -3,19 +3,28 @@
 //! exit). Nothing here draws, spawns or touches a file, so all of it is unit-tested.
 
 //!
-//! Split by concern: `keys` (what keys do in the grid and the table), `zoom` (the
-//! zoomed log and its search), `editor` (the one-line editors); this file holds
-//! the state and what engine events do to it.
+//! Split by concern: `keys` (what keys do in the grid and the table), `table`
+//! (its filter, sort and marks), `bulk` (actions on marked rows and the y/n
+//! questions), `mouse`, `zoom` (the zoomed log and its search), `editor` (the
+//! one-line editors); this file holds the state and what engine events do to it.
 
+mod bulk;
 mod editor;
 mod keys;
+mod mouse;
+mod open;
+mod table;
 mod zoom;
 
 use std::collections::BTreeMap;
 
-use crossterm::event::{KeyEvent, KeyEventKind};
+use std::path::PathBuf;
 
+use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent};
+
+pub(crate) use bulk::Confirm;
 pub(crate) use editor::{Input, Purpose};
+pub(crate) use table::{SortKey, TableView};
 pub(crate) use zoom::Zoom;
 
 use crate::dbt::events::Level;
@@ -33,6 +42,11 @@ const MAX_NOTICE: usize = 300;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
     Key(KeyEvent),
+    /// A click or wheel turn, and when (to tell a double click).
+    Mouse {
+        event: MouseEvent,
+        at: f64,
+    },
     Engine(Event),
     /// The wall clock, in Unix seconds (time only moves through this message).
     Tick(f64),
@@ -46,6 +60,10 @@ pub enum Effect {
     Send(Command),
     /// Give the terminal back and stop the process until `fg` (Ctrl-Z).
     Suspend,
+    /// Give the terminal to the user's pager on these files, then take it back.
+    Page(Vec<PathBuf>),
+    /// Give the terminal to the user's editor on this file, then take it back.
+    Edit(PathBuf),
     /// The engine has stopped: leave the TUI.
     Exit,
 }
@@ -59,9 +77,17 @@ pub enum Screen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
     None,
-    Help,
+    /// Help, scrolled down this many lines.
+    Help(u16),
     ConfirmQuit,
+    /// A y/n question before an action that is hard to undo.
+    Confirm(Confirm),
     Input(Input),
+    /// Text to read or copy (a batch's command), with a title.
+    Text {
+        title: String,
+        body: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,10 +108,7 @@ impl Notice {
     }
 }
 
-/// "1 batch", "2 batches".
-pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
-}
+pub(crate) use crate::text::plural::plural;
 
 /// The line that separates one attempt's output from the next in a batch's log.
 fn attempt_banner(v: &BatchView) -> String {
@@ -120,6 +143,10 @@ pub struct App {
     pub focus: usize,
     /// Selected row of the batch table (a batch index).
     pub selected: usize,
+    /// The table's filter, sort and marks.
+    pub table: TableView,
+    /// When and where the last mouse click was, to tell a double click.
+    pub last_click: Option<(f64, u16, u16)>,
     pub now: f64,
     pub started_at: f64,
     pub size: (u16, u16),
@@ -151,6 +178,8 @@ impl App {
             zoom: None,
             focus: 0,
             selected: 0,
+            table: TableView::default(),
+            last_click: None,
             now,
             started_at: now,
             size,
@@ -181,7 +210,7 @@ impl App {
             return Some(z.batch);
         }
         match self.screen {
-            Screen::Table => (self.selected < self.batches.len()).then_some(self.selected),
+            Screen::Table => self.selected_row(),
             Screen::Grid => self.pane_batch(self.focus),
         }
     }
@@ -217,6 +246,27 @@ impl App {
         u32::try_from(self.running())
             .unwrap_or(u32::MAX)
             .saturating_mul(threads)
+    }
+
+    /// Idle workers that would take a batch now but for the budget: the
+    /// budget has no room for one more batch's threads while batches that
+    /// could start wait.
+    pub fn held_by_budget(&self) -> usize {
+        let threads = self.info.as_ref().map_or(1, |i| i.threads);
+        if self.queue_paused || self.reserved().saturating_add(threads) <= self.budget {
+            return 0;
+        }
+        let idle = self
+            .workers
+            .iter()
+            .filter(|w| !w.paused && !w.retiring && w.batch.is_none())
+            .count();
+        let startable = self
+            .queue
+            .iter()
+            .filter(|&&b| self.wait(b).is_none())
+            .count();
+        idle.min(startable)
     }
 
     /// Why a pending batch cannot start yet, if it cannot.
@@ -279,9 +329,19 @@ impl App {
     }
 
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        let moves_rows = !matches!(msg, Msg::Engine(_));
+        let fx = self.step(msg);
+        if moves_rows {
+            self.keep_selection_in_view();
+        }
+        fx
+    }
+
+    fn step(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(key) if key.kind != KeyEventKind::Release => self.on_key(key),
             Msg::Key(_) => Vec::new(),
+            Msg::Mouse { event, at } => self.on_mouse(event, at),
             Msg::Engine(ev) => self.on_event(ev),
             Msg::Tick(now) => {
                 self.now = now;
@@ -437,5 +497,7 @@ impl App {
     }
 }
 
+#[cfg(test)]
+mod table_tests;
 #[cfg(test)]
 mod tests;

@@ -67,15 +67,15 @@ pub(crate) fn app() -> App {
     app
 }
 
-fn key(c: char) -> Msg {
+pub(crate) fn key(c: char) -> Msg {
     Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
-fn code(c: KeyCode) -> Msg {
+pub(crate) fn code(c: KeyCode) -> Msg {
     Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
 }
 
-fn sent(fx: &[Effect]) -> Vec<Command> {
+pub(crate) fn sent(fx: &[Effect]) -> Vec<Command> {
     fx.iter()
         .filter_map(|f| match f {
             Effect::Send(c) => Some(c.clone()),
@@ -213,7 +213,14 @@ fn retry_all_with_nothing_failed_says_so() {
 #[test]
 fn cancel_applies_to_running_and_pending_batches() {
     let mut app = app();
-    assert_eq!(sent(&app.update(key('c'))), [Command::Cancel(0)]);
+    // A running batch: only after y.
+    assert!(sent(&app.update(key('c'))).is_empty());
+    assert!(matches!(&app.overlay, Overlay::Confirm(c) if c.question.contains("which is running")));
+    assert_eq!(sent(&app.update(key('y'))), [Command::Cancel(0)]);
+    // n (or any other key) does nothing.
+    app.update(key('c'));
+    assert!(sent(&app.update(key('n'))).is_empty());
+    assert_eq!(app.overlay, Overlay::None);
     app.update(code(KeyCode::Tab));
     app.update(key('G'));
     assert_eq!(app.selected, 2);
@@ -382,9 +389,14 @@ fn zoom_scrolls_follows_and_searches() {
 fn help_opens_and_closes_and_swallows_other_keys() {
     let mut app = app();
     app.update(key('?'));
-    assert_eq!(app.overlay, Overlay::Help);
+    assert_eq!(app.overlay, Overlay::Help(0));
     assert!(sent(&app.update(key('c'))).is_empty());
-    assert_eq!(app.overlay, Overlay::Help);
+    assert_eq!(app.overlay, Overlay::Help(0));
+    // Arrows scroll it (the view stops at its end).
+    app.update(code(KeyCode::Down));
+    app.update(code(KeyCode::Down));
+    app.update(code(KeyCode::Up));
+    assert_eq!(app.overlay, Overlay::Help(1));
     app.update(code(KeyCode::Esc));
     assert_eq!(app.overlay, Overlay::None);
 }

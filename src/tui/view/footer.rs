@@ -1,4 +1,5 @@
-//! The bottom line: the latest notice, or what the run is doing and the main keys.
+//! The bottom line: what the run is doing, the latest notice, or the keys that
+//! apply to what has the focus (as many whole ones as fit; none cut mid-word).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -6,6 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::dbt::events::Level;
+use crate::engine::BatchStatus;
 use crate::tui::app::{App, Screen};
 use crate::tui::theme::Theme;
 
@@ -19,7 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         let all_ok = app
             .batches
             .iter()
-            .all(|b| b.status.is_terminal() && b.status != crate::engine::BatchStatus::Failed);
+            .all(|b| b.status.is_terminal() && b.status != BatchStatus::Failed);
         spans.push(if all_ok {
             Span::styled("DONE · q quits │ ", theme.good())
         } else {
@@ -38,16 +40,103 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             spans.push(Span::styled("  (Esc clears)", theme.dim()));
         }
     } else {
-        let hints = match (app.zoom.is_some(), app.screen) {
-            (true, _) => "Esc back · / search · n/N · f follow · c cancel · r retry · ? help",
-            (false, Screen::Grid) => {
-                "q quit · ? help · Tab table · Enter zoom · p pause · P queue · c cancel · r/R retry · +/- workers · b budget"
-            }
-            (false, Screen::Table) => {
-                "q quit · ? help · Tab grid · Enter log · r retry · e edit · s split · K/J move · c cancel"
-            }
-        };
-        spans.push(Span::styled(hints, theme.dim()));
+        let used: usize = spans.iter().map(Span::width).sum();
+        let room = usize::from(area.width).saturating_sub(used);
+        spans.push(Span::styled(fit_keys(&keys_for(app), room), theme.dim()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The keys for what has the focus, most useful first.
+pub fn keys_for(app: &App) -> Vec<String> {
+    let fixed = |keys: &[&str]| keys.iter().map(|k| (*k).to_string()).collect::<Vec<_>>();
+    if app.zoom.is_some() {
+        return fixed(&[
+            "? help",
+            "Esc back",
+            "/ search",
+            "n/N next",
+            "f follow",
+            "w wrap",
+            "r retry",
+            "c cancel",
+            "y command",
+            "v pager",
+        ]);
+    }
+    match app.screen {
+        Screen::Table if !app.table.marks.is_empty() => {
+            let mut keys = vec![format!("{} marked:", app.table.marks.len())];
+            keys.extend(fixed(&[
+                "r retry",
+                "c cancel",
+                "e edit",
+                "s split",
+                "K/J move",
+                "Space unmark",
+                "Esc unmark all",
+            ]));
+            keys
+        }
+        Screen::Table => fixed(&[
+            "? help",
+            "Enter log",
+            "/ filter",
+            "o sort",
+            "Space mark",
+            "] failed",
+            "r retry",
+            "e edit",
+            "s split",
+            "K/J move",
+            "c cancel",
+            "y command",
+            "Tab grid",
+        ]),
+        Screen::Grid => fixed(&[
+            "? help",
+            "q quit",
+            "Tab table",
+            "Enter zoom",
+            "] failed",
+            "p pause",
+            "P queue",
+            "c cancel",
+            "r/R retry",
+            "+/- workers",
+            "b budget",
+        ]),
+    }
+}
+
+/// As many whole keys as fit in `room` columns, joined by " · ".
+pub fn fit_keys(keys: &[String], room: usize) -> String {
+    let mut out = String::new();
+    for k in keys {
+        let sep = if out.is_empty() { "" } else { " · " };
+        if out.chars().count() + sep.chars().count() + k.chars().count() > room {
+            break;
+        }
+        out.push_str(sep);
+        out.push_str(k);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_left_out_whole_never_cut() {
+        let keys: Vec<String> = ["? help", "q quit", "Tab table"]
+            .iter()
+            .map(|k| (*k).to_string())
+            .collect();
+        assert_eq!(fit_keys(&keys, 100), "? help · q quit · Tab table");
+        assert_eq!(fit_keys(&keys, 16), "? help · q quit");
+        assert_eq!(fit_keys(&keys, 15), "? help · q quit");
+        assert_eq!(fit_keys(&keys, 14), "? help");
+        assert_eq!(fit_keys(&keys, 3), "");
+    }
 }

@@ -89,14 +89,44 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         (f64::from(reserved) / f64::from(app.budget)).min(1.0)
     };
+    // Reserved: the threads of running batches (what the budget counts);
+    // active: nodes running now. Then why idle workers wait, if it is the budget.
+    let active = app.active_connections();
+    let held = app.held_by_budget();
+    let held_text = match held {
+        0 => String::new(),
+        1 => " · 1 worker held by the budget".to_string(),
+        n => format!(" · {n} workers held by the budget"),
+    };
+    let long = format!(
+        "reserved {reserved}/{} · active {active}{held_text}",
+        app.budget
+    );
+    let short = format!(
+        "conn {reserved}/{} · {active} act{}",
+        app.budget,
+        if held > 0 {
+            format!(" · {held} held")
+        } else {
+            String::new()
+        }
+    );
+    // Leave the gauge a few cells of its own.
+    let room = usize::from(budget.width).saturating_sub(6);
+    let label = if long.chars().count() <= room {
+        long
+    } else {
+        short
+    };
+    let label_style = if held > 0 {
+        theme.warn()
+    } else {
+        ratatui::style::Style::new()
+    };
     frame.render_widget(
         LineGauge::default()
             .ratio(budget_ratio)
-            .label(format!(
-                "connections {reserved}/{} ({} active)",
-                app.budget,
-                app.active_connections()
-            ))
+            .label(Span::styled(label, label_style))
             .filled_style(theme.gauge(budget_ratio)),
         budget,
     );

@@ -38,8 +38,10 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     footer::draw(frame, footer, app, theme);
     match &app.overlay {
         Overlay::None => {}
-        Overlay::Help => overlay::help(frame, area, app, theme),
+        Overlay::Help(scroll) => overlay::help(frame, area, app, *scroll, theme),
         Overlay::ConfirmQuit => overlay::confirm_quit(frame, area, app, theme),
+        Overlay::Confirm(c) => overlay::question(frame, area, &c.question, theme),
+        Overlay::Text { title, body } => overlay::text(frame, area, title, body, theme),
         Overlay::Input(input) => overlay::input(frame, area, app, input, theme),
     }
 }

@@ -3,7 +3,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Flex, Layout, Position, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use super::text::cells;
 use crate::text::sanitize::sanitize_plain;
@@ -21,7 +21,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     h
 }
 
-pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+pub fn help(frame: &mut Frame, area: Rect, app: &App, scroll: u16, theme: &Theme) {
     let rows_needed: usize = HELP.iter().map(|(_, rows)| rows.len() + 2).sum::<usize>() + 1;
     // Blank lines between groups only when there is room for them.
     let spaced = usize::from(area.height) >= rows_needed;
@@ -52,13 +52,56 @@ pub fn help(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     }
     let height = cells(lines.len()).saturating_add(2);
     let rect = centered(area, 78, height);
+    // What does not fit scrolls (↑ ↓ PgUp PgDn), never further than the end.
+    let hidden = height.saturating_sub(rect.height);
+    let scroll = scroll.min(hidden);
+    let title = if hidden > 0 {
+        format!(" help · ↑↓ scroll ({}/{}) · Esc closes ", scroll, hidden)
+    } else {
+        " help · Esc or ? closes ".to_string()
+    };
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(lines).block(
+        Paragraph::new(lines).scroll((scroll, 0)).block(
             Block::bordered()
                 .border_style(theme.focus())
-                .title(Line::styled(" help · Esc or ? closes ", theme.title())),
+                .title(Line::styled(title, theme.title())),
         ),
+        rect,
+    );
+}
+
+/// A y/n question in a box of its own.
+pub fn question(frame: &mut Frame, area: Rect, text: &str, theme: &Theme) {
+    let text = sanitize_plain(text, 200);
+    let rect = centered(area, cells(text.chars().count()).saturating_add(4), 3);
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(Line::styled(text, theme.bold())).block(
+            Block::bordered()
+                .border_style(theme.warn())
+                .title(" confirm "),
+        ),
+        rect,
+    );
+}
+
+/// Text to read or copy (a command line), wrapped in a box as wide as the screen
+/// allows. It is not cut: a copied command must be whole.
+pub fn text(frame: &mut Frame, area: Rect, title: &str, body: &str, theme: &Theme) {
+    let width = area.width.saturating_sub(4).clamp(20, 120);
+    let inner_w = usize::from(width.saturating_sub(2)).max(1);
+    let rows = body.chars().count().div_ceil(inner_w).max(1);
+    let rect = centered(area, width, cells(rows).saturating_add(2));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(body.to_string())
+            .wrap(Wrap { trim: false })
+            .block(
+                Block::bordered()
+                    .border_style(theme.focus())
+                    .title(Line::styled(sanitize_plain(title, 100), theme.title())),
+            ),
         rect,
     );
 }
@@ -98,15 +141,37 @@ pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 }
 
 pub fn input(frame: &mut Frame, area: Rect, app: &App, input: &Input, theme: &Theme) {
+    let label = |b: usize| {
+        app.batches
+            .get(b)
+            .map(|v| sanitize_plain(&v.label, 40))
+            .unwrap_or_default()
+    };
     let title = match &input.purpose {
         Purpose::Budget => " connection budget · Enter applies · Esc cancels ".to_string(),
         Purpose::Search => " search the log · Enter finds · Esc cancels ".to_string(),
-        Purpose::EditBatch(b) => format!(
-            " edit {} · Tab next field · Enter applies · Esc cancels ",
-            app.batches
+        Purpose::Filter => {
+            " filter the table (id, status or error) · Enter keeps · Esc clears ".to_string()
+        }
+        Purpose::EditBatch(b) => {
+            // Applying an edit to a failed batch throws its retry state away.
+            let rerun = app
+                .batches
                 .get(*b)
-                .map(|v| sanitize_plain(&v.label, 40))
-                .unwrap_or_default()
+                .is_some_and(|v| v.status != crate::engine::BatchStatus::Pending);
+            format!(
+                " edit {}{} · Tab next field · Enter applies · Esc cancels ",
+                label(*b),
+                if rerun {
+                    " (applying starts a full rerun)"
+                } else {
+                    ""
+                }
+            )
+        }
+        Purpose::EditMarked { batches, .. } => format!(
+            " edit {} marked batches (a field left as it is stays each one's own) · Enter applies ",
+            batches.len()
         ),
     };
     let width = area.width.saturating_sub(4).clamp(20, 100);

@@ -126,7 +126,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, pane: usize, theme: &Theme
 fn progress_line<'a>(app: &App, v: &BatchView, width: usize, theme: &Theme) -> Line<'a> {
     const MIN_BAR: usize = 6;
     let total = v.nodes_total.unwrap_or(0);
-    let counter = format!("{}/{} nodes", v.nodes_done, total);
+    // Until dbt has counted its nodes it is still parsing (or starting).
+    let counter = match v.nodes_total {
+        None if v.status == BatchStatus::Running => "parsing…".to_string(),
+        _ => format!("{}/{} nodes", v.nodes_done, total),
+    };
     let threads = format!(" · {} thr", app.info.as_ref().map_or(1, |i| i.threads));
     let usage = app
         .resources
@@ -143,10 +147,13 @@ fn progress_line<'a>(app: &App, v: &BatchView, width: usize, theme: &Theme) -> L
     let room = width.saturating_sub(text_len(&parts) + 1);
     let mut spans = Vec::new();
     if room >= MIN_BAR {
-        spans.push(Span::styled(
-            bar(v.nodes_done, total, room.min(30)),
-            theme.gauge(0.0),
-        ));
+        // A failed batch's bar is drawn as a failure, not as progress.
+        let style = if v.status == BatchStatus::Failed {
+            theme.error()
+        } else {
+            theme.gauge(0.0)
+        };
+        spans.push(Span::styled(bar(v.nodes_done, total, room.min(30)), style));
         spans.push(Span::raw(" "));
     }
     spans.push(Span::raw(parts[0].to_string()));
@@ -177,10 +184,12 @@ pub fn draw_line(frame: &mut Frame, area: Rect, app: &App, pane: usize, theme: &
             if w.paused && v.status != BatchStatus::Running {
                 spans.push(Span::styled(" (worker PAUSED)", theme.warn()));
             }
+            let nodes = match v.nodes_total {
+                None if v.status == BatchStatus::Running => "parsing…".to_string(),
+                t => format!("{}/{}", v.nodes_done, t.unwrap_or(0)),
+            };
             spans.push(Span::raw(format!(
-                " {}/{} {}",
-                v.nodes_done,
-                v.nodes_total.unwrap_or(0),
+                " {nodes} {}",
                 fmt_duration(elapsed(app, v))
             )));
         }

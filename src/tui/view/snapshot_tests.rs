@@ -383,3 +383,99 @@ fn help_shows_the_plan_first() {
         insta::assert_snapshot!(format!("help_plan_{}x{}", size.0, size.1), screen(&app));
     }
 }
+
+/// Thirty windows, three of them failed, filtered to the failures with two
+/// marked: what a bulk retry starts from.
+fn filtered_and_marked(size: (u16, u16)) -> App {
+    let mut app = mid_run(size);
+    let more: Vec<BatchView> = (8..30)
+        .map(|i| {
+            let failed = i == 12 || i == 21;
+            BatchView {
+                error: failed.then(|| {
+                    format!("model.herd_demo.stg_shipments: shipments for 2024-01-{:02} have not landed", i + 1)
+                }),
+                ..view(
+                    i,
+                    if failed {
+                        BatchStatus::Failed
+                    } else {
+                        BatchStatus::Pending
+                    },
+                )
+            }
+        })
+        .collect();
+    app.update(Msg::Engine(Event::BatchesAdded(more)));
+    press(&mut app, KeyCode::Tab);
+    press(&mut app, KeyCode::Char('/'));
+    for c in "fail".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char(' '));
+    press(&mut app, KeyCode::Char(' '));
+    app.update(Msg::Tick(NOW));
+    app
+}
+
+#[test]
+fn filtered_table_with_marks() {
+    for size in SIZES {
+        let app = filtered_and_marked(size);
+        insta::assert_snapshot!(
+            format!("table_filtered_{}x{}", size.0, size.1),
+            screen(&app)
+        );
+    }
+}
+
+#[test]
+fn confirm_before_cancelling_a_running_batch() {
+    for size in SIZES {
+        let mut app = mid_run(size);
+        press(&mut app, KeyCode::Char('c'));
+        insta::assert_snapshot!(
+            format!("confirm_cancel_{}x{}", size.0, size.1),
+            screen(&app)
+        );
+    }
+}
+
+#[test]
+fn a_pane_says_parsing_until_dbt_counts_its_nodes_and_a_failed_bar_is_red() {
+    let mut app = mid_run((160, 48));
+    let mut starting = app.batches[5].clone();
+    starting.nodes_total = None;
+    starting.nodes_done = 0;
+    app.update(Msg::Engine(Event::BatchChanged(starting)));
+    let text = format!("{}", screen(&app));
+    assert!(text.contains("parsing…"), "{text}");
+    assert!(!text.contains("0/0 nodes"), "{text}");
+    // The failed batch's pane: its bar in the error colour.
+    let mut failed = app.batches[2].clone();
+    failed.worker = Some(1);
+    app.update(Msg::Engine(Event::BatchChanged(failed)));
+    app.update(Msg::Engine(Event::WorkersChanged(
+        (1..=4)
+            .map(|n| WorkerView {
+                number: n,
+                paused: false,
+                retiring: false,
+                batch: if n == 1 { None } else { Some(2 + n) },
+                warm: None,
+            })
+            .collect(),
+    )));
+    let backend = screen(&app);
+    let buf = backend.buffer();
+    let bar_cell = (0..buf.area.height)
+        .flat_map(|y| (0..buf.area.width / 2).map(move |x| (x, y)))
+        .find(|&(x, y)| buf[(x, y)].symbol() == "█")
+        .expect("a bar in the first pane");
+    assert_eq!(
+        buf[bar_cell].fg,
+        Theme { color: true }.error().fg.unwrap(),
+        "the failed batch's bar"
+    );
+}

@@ -33,6 +33,28 @@ pub fn cells(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// `text` in at most `width` columns, ending in "…" when it had to be cut.
+pub fn fit(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    if unicode_width::UnicodeWidthStr::width(text) <= width {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w + 1 > width {
+            break;
+        }
+        used += w;
+        out.push(c);
+    }
+    if width > 0 {
+        out.push('…');
+    }
+    out
+}
+
 /// `[#####.....]` with `width` cells, for places a gauge widget would be too much.
 pub fn bar(done: u32, total: u32, width: usize) -> String {
     if width == 0 {
@@ -60,5 +82,13 @@ mod tests {
         assert_eq!(bar(9, 3, 2), "██");
         assert_eq!(bytes(180 * 1024 * 1024), "180 MiB");
         assert_eq!(bytes(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+
+    #[test]
+    fn cut_text_ends_in_an_ellipsis_within_its_width() {
+        assert_eq!(fit("2024-01-01", 10), "2024-01-01");
+        assert_eq!(fit("2024-01-01", 9), "2024-01-…");
+        assert_eq!(fit("日本語の窓", 5), "日本…");
+        assert_eq!(fit("abc", 0), "");
     }
 }
