@@ -5,6 +5,7 @@
 #   zoom.png            one batch's log, zoomed (Enter)
 #   table-failure.png   the batch table with the failed 2024-01-13 window selected
 #   help.png            the help overlay (?)
+#   table-filtered.png  the batch table filtered (/) with three rows marked (Space)
 #
 # The demo runs in a detached tmux session of a fixed size on a private tmux socket;
 # each state is waited for by polling the pane's text, captured with its colours
@@ -165,10 +166,24 @@ detail() { sed -n '/^└/,$p' <<<"$s" | grep -qE 'compiled SQL|error|ERROR'; }
 wait_for 10 "the failed batch's detail box" detail
 sleep 0.5
 shot table-failure
-keys Tab
-wait_for 10 "the grid again (Tab)" grid_back
 
-# e. quit, confirming if batches still run.
+# e. the table filtered to the windows of 2024-01-1x, three of them marked.
+keys / 2 0 2 4 - 0 1 - 1 Enter
+filtered() { grep -q '┌ batches [0-9]*/[0-9]* · /2024-01-1' <<<"$s"; }
+wait_for 10 "the filtered table (/)" filtered
+keys g Space Space Space
+marked() { grep -q '3 marked' <<<"$s"; }
+wait_for 10 "three marked rows (Space)" marked
+sleep 0.3
+shot table-filtered
+# One Escape at a time: one followed at once by a key reads as Alt+key.
+for k in Escape Escape Tab; do
+  keys "$k"
+  sleep 0.3
+done
+wait_for 10 "the grid again (Esc Esc Tab)" grid_back
+
+# f. quit, confirming if batches still run.
 sleep 0.3
 keys q
 exited() { grep -q 'dbt-herd exited with status' <<<"$s"; }

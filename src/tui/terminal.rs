@@ -316,7 +316,19 @@ fn suspend(term: &mut Term, mouse: bool) -> io::Result<()> {
         libc::raise(libc::SIGTSTP);
     }
     take_screen(mouse)?;
-    term.clear()
+    redraw_all(term)
+}
+
+/// After the screen was someone else's: clear it and start from empty
+/// buffers, so the next frame draws every cell. (`Terminal::clear` asks the
+/// terminal where its cursor is, and that answer can be lost on the way back.)
+fn redraw_all(term: &mut Term) -> io::Result<()> {
+    execute!(
+        io::stdout(),
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
+    )?;
+    *term = Terminal::new(CrosstermBackend::new(io::stdout()))?;
+    Ok(())
 }
 
 /// `v` and `E`: the user's pager or editor gets the terminal until it exits.
@@ -337,7 +349,7 @@ fn hand_over(
     let result = tokio::task::block_in_place(|| external::run(program, files));
     while let Some(Some(())) = sigint.recv().now_or_never() {}
     take_screen(mouse)?;
-    term.clear()?;
+    redraw_all(term)?;
     *keys = EventStream::new();
     if let Err(e) = result {
         app.update(Msg::Engine(Event::Notice {
