@@ -33,6 +33,8 @@ pub(crate) enum Command {
     Run(Box<RunArgs>),
     /// Run the bundled demo backfill (creates a private venv with pinned dbt on first use).
     Demo(DemoArgs),
+    /// Show one batch of a run: its attempts, the command each ran, and why it failed.
+    Show(ShowArgs),
 }
 
 /// Whether the batches share one warehouse (and so must be ordered).
@@ -243,6 +245,17 @@ pub(crate) struct DemoArgs {
     /// Only create the venv and the demo data, print the dbt path, and exit.
     #[arg(long)]
     pub prepare_only: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ShowArgs {
+    /// The run's state dir (its --state-dir).
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// The batch id, as the run shows it (e.g. 2024-01-13 or tag-finance).
+    #[arg(value_name = "BATCH")]
+    pub batch: String,
 }
 
 /// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`. Stored in

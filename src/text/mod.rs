@@ -1,4 +1,6 @@
-//! Text that comes from outside (dbt output, names, paths) on its way to a screen.
+//! Text that comes from outside (dbt output, names, paths) on its way to a screen,
+//! and commands written for a shell.
 
 pub mod lines;
+pub mod quote;
 pub mod sanitize;
