@@ -33,6 +33,8 @@ pub(crate) enum Command {
     Run(Box<RunArgs>),
     /// Run the bundled demo backfill (creates a private venv with pinned dbt on first use).
     Demo(DemoArgs),
+    /// Show one batch of a run: its attempts, the command each ran, and why it failed.
+    Show(ShowArgs),
 }
 
 /// Whether the batches share one warehouse (and so must be ordered).
@@ -234,7 +236,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 24, value_parser = at_least_one)]
     pub days: u32,
 
-    /// First day of the demo backfill (the data covers 2024-01-01..2024-03-31).
+    /// First day of the demo backfill (the data covers 2024-01-01..2024-04-30).
     #[arg(long, default_value = "2024-01-01", value_name = "DATE", value_parser = crate::plan::parse_date)]
     pub start: chrono::NaiveDate,
 
@@ -253,6 +255,17 @@ pub(crate) struct DemoArgs {
     /// Only create the venv and the demo data, print the dbt path, and exit.
     #[arg(long)]
     pub prepare_only: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ShowArgs {
+    /// The run's state dir (its --state-dir).
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// The batch id, as the run shows it (e.g. 2024-01-13 or tag-finance).
+    #[arg(value_name = "BATCH")]
+    pub batch: String,
 }
 
 /// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`. Stored in

@@ -10,7 +10,7 @@ use color_eyre::eyre::WrapErr;
 use crate::cli::{Cli, Command};
 use crate::engine::process;
 use crate::error::{UsageError, exit};
-use crate::{demo, report, start, tui};
+use crate::{demo, report, show, start, tui};
 
 /// Runs dbt-herd with the process's arguments; returns the exit status.
 pub fn main() -> i32 {
@@ -172,6 +172,7 @@ fn run(cli: Cli) -> color_eyre::Result<i32> {
             })
         }
         Command::Demo(args) => demo::run(&args, !args.headless && tui_possible()),
+        Command::Show(args) => show::run(&args, &mut std::io::stdout().lock()),
     }
 }
 

@@ -19,6 +19,7 @@ mod plan;
 pub mod procfs;
 mod progress;
 mod report;
+mod show;
 mod start;
 mod state_dir;
 mod text;

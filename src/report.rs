@@ -64,7 +64,7 @@ struct Reporter<W: Write> {
 
 /// Untrusted text made safe and fit for one line: dbt's multi-line errors are
 /// joined with spaces (the full text is in the batch's log files).
-fn clean(s: &str) -> String {
+pub(crate) fn clean(s: &str) -> String {
     let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
     sanitize_plain(&joined, MAX_TEXT)
 }

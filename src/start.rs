@@ -169,6 +169,7 @@ fn priors(
                     attempts: p.attempts,
                     stopped: true,
                     spent_s: p.spent_s,
+                    history: past.history(&b.id),
                     ..Default::default()
                 },
             );
@@ -187,6 +188,7 @@ fn priors(
                 results,
                 stopped: matches!(p.status, BatchStatus::Cancelled | BatchStatus::Running),
                 spent_s: p.spent_s,
+                history: past.history(&b.id),
             },
         );
     }

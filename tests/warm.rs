@@ -662,8 +662,12 @@ fn cancel_in_the_tui_keeps_the_warm_worker_for_the_next_batch() {
     tmux.wait("the first batch to run", LONG, |s| s.contains("RUNNING"));
     wait_for_node_start(&state, first, "model.herd_demo.slow");
 
-    // The focused pane is worker 1's: c cancels its batch (no question asked).
+    // The focused pane is worker 1's: c asks, y cancels its batch.
     tmux.keys(&["c"]);
+    tmux.wait("the question", LONG, |s| {
+        s.contains("which is running? (y / n)")
+    });
+    tmux.keys(&["y"]);
     tmux.wait("the first batch to be cancelled", LONG, |s| {
         s.lines().next().unwrap_or("").contains("1 cancelled")
     });

@@ -7,7 +7,7 @@ Deterministic (a fixed integer hash stands in for randomness) and idempotent:
 every run deletes and rebuilds both outputs. Needs the `duckdb` module, which
 comes with dbt-duckdb (run it with the dbt venv's python).
 
-Data: 2024-01-01 .. 2024-03-31. One shipments CSV per order day in landing/,
+Data: 2024-01-01 .. 2024-04-30 (room for a 96-day backfill). One shipments CSV per order day in landing/,
 except 2024-01-13, whose file is a "late delivery" in landing/late/.
 """
 import os
@@ -18,7 +18,7 @@ import time
 import duckdb
 
 FIRST_DAY = "2024-01-01"
-END_DAY = "2024-04-01"  # exclusive
+END_DAY = "2024-05-01"  # exclusive
 LATE_DAY = "2024-01-13"
 
 SQL = f"""
@@ -163,7 +163,7 @@ def main() -> int:
     con.close()
     print(
         f"made {db_path} ({', '.join(f'{n} {t}' for t, n in counts.items())}; "
-        f"{FIRST_DAY}..2024-03-31) and {len(days) - 1} shipment files in {landing}/ "
+        f"{FIRST_DAY}..2024-04-30) and {len(days) - 1} shipment files in {landing}/ "
         f"+ the late {LATE_DAY} file in {landing}/late/ in {time.monotonic() - t0:.2f}s"
     )
     return 0

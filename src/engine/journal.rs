@@ -8,7 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::messages::BatchStatus;
+use crate::engine::history::{AttemptCommand, PastAttempt};
+use crate::engine::messages::{AttemptOutcome, BatchStatus};
 use crate::engine::protocol::JournalEntry;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +80,8 @@ pub(crate) struct JournalState {
     pub workers: Vec<u32>,
     /// When each attempt started, until it finishes: (batch, attempt) → time.
     started: BTreeMap<(String, u32), f64>,
+    /// Every attempt on record: (batch, attempt) → what it was and how it ended.
+    attempts: BTreeMap<(String, u32), PastAttempt>,
 }
 
 #[derive(Debug)]
@@ -138,10 +141,73 @@ pub(crate) fn read(path: &Path) -> Result<JournalState, JournalError> {
 }
 
 impl JournalState {
+    /// A batch's attempts as the journal records them, first first.
+    pub fn history(&self, batch: &str) -> Vec<PastAttempt> {
+        let from = (batch.to_string(), 0);
+        let to = (batch.to_string(), u32::MAX);
+        self.attempts
+            .range(from..=to)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    /// Keeps what a record says about one attempt.
+    fn note_attempt(&mut self, entry: &JournalEntry, ts: Option<f64>) {
+        match entry {
+            JournalEntry::AttemptStarted {
+                batch,
+                attempt,
+                kind,
+                worker,
+            } => {
+                // A number used again (an attempt that never started) starts afresh.
+                self.attempts.insert(
+                    (batch.clone(), *attempt),
+                    PastAttempt {
+                        number: *attempt,
+                        kind: *kind,
+                        worker: *worker,
+                        started_at: ts.unwrap_or(0.0),
+                        finished_at: None,
+                        outcome: None,
+                        command: None,
+                    },
+                );
+            }
+            JournalEntry::AttemptCommand {
+                batch,
+                attempt,
+                argv,
+                env,
+            } => {
+                if let Some(a) = self.attempts.get_mut(&(batch.clone(), *attempt)) {
+                    a.command = Some(AttemptCommand {
+                        argv: argv.clone(),
+                        env: env.clone(),
+                    });
+                }
+            }
+            JournalEntry::AttemptFinished {
+                batch,
+                attempt,
+                status,
+                outcome,
+                ..
+            } => {
+                if let Some(a) = self.attempts.get_mut(&(batch.clone(), *attempt)) {
+                    a.finished_at = ts.or(Some(a.started_at));
+                    a.outcome = Some(outcome.unwrap_or_else(|| AttemptOutcome::of(*status)));
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn take(&mut self, rec: Record) {
         let ts = chrono::DateTime::parse_from_rfc3339(&rec.ts)
             .map(|t| t.timestamp_millis() as f64 / 1000.0)
             .ok();
+        self.note_attempt(&rec.entry, ts);
         let mut spent = 0.0;
         match &rec.entry {
             JournalEntry::AttemptStarted { batch, attempt, .. } => {
@@ -178,6 +244,7 @@ impl JournalState {
                 self.workers.push(pid);
                 return;
             }
+            JournalEntry::AttemptCommand { .. } => return,
             JournalEntry::AttemptSpawned {
                 batch,
                 attempt,
@@ -314,6 +381,112 @@ mod tests {
         assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
         assert_eq!(st.last["b"].status, BatchStatus::Succeeded);
         assert_eq!(st.last["c"].status, BatchStatus::Failed);
+    }
+
+    /// Each attempt's kind, worker, times, outcome and command come back from
+    /// the journal, in order, a number used again starting afresh.
+    #[test]
+    fn attempts_and_their_commands_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.jsonl");
+        let mut j = Journal::open(&p).unwrap();
+        let started = |attempt, kind| JournalEntry::AttemptStarted {
+            batch: "a".into(),
+            attempt,
+            kind,
+            worker: 3,
+        };
+        let command = |attempt, first: &str| JournalEntry::AttemptCommand {
+            batch: "a".into(),
+            attempt,
+            argv: vec!["/bin/dbt".into(), first.into(), "it's".into()],
+            env: [("HERD_DB".to_string(), "/w/a 1.db".to_string())].into(),
+        };
+        let finished = |attempt, status, outcome| JournalEntry::AttemptFinished {
+            batch: "a".into(),
+            attempt,
+            exit: None,
+            status,
+            invocation_id: None,
+            outcome,
+        };
+        for e in [
+            // Attempt 1 never started (the journal failed after its record)…
+            started(1, AttemptKind::Full),
+            command(1, "never"),
+            // …and ran under the same number.
+            started(1, AttemptKind::Full),
+            command(1, "build"),
+            finished(1, BatchStatus::Pending, Some(AttemptOutcome::Failed)),
+            started(2, AttemptKind::Retry),
+            command(2, "retry"),
+            finished(2, BatchStatus::Succeeded, Some(AttemptOutcome::Succeeded)),
+        ] {
+            j.append(e, None).unwrap();
+        }
+        let st = read(&p).unwrap();
+        let h = st.history("a");
+        assert_eq!(h.len(), 2);
+        assert_eq!(
+            (h[0].number, h[0].kind, h[0].worker),
+            (1, AttemptKind::Full, 3)
+        );
+        assert_eq!(h[1].kind, AttemptKind::Retry);
+        assert_eq!(
+            h.iter().map(|a| a.outcome).collect::<Vec<_>>(),
+            [
+                Some(AttemptOutcome::Failed),
+                Some(AttemptOutcome::Succeeded)
+            ]
+        );
+        let c = h[0].command.as_ref().unwrap();
+        assert_eq!(c.argv, ["/bin/dbt", "build", "it's"]);
+        assert_eq!(c.env["HERD_DB"], "/w/a 1.db");
+        assert!(h.iter().all(|a| a.finished_at >= Some(a.started_at)));
+        // The command record moves no batch: its status is the attempts'.
+        assert_eq!(st.last["a"].status, BatchStatus::Succeeded);
+        assert_eq!(st.last["a"].attempts, 2);
+        assert!(st.history("other").is_empty());
+        let line = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            line.contains(r#""record":"attempt_command","batch":"a","attempt":1,"argv":["/bin/dbt","build","it's"],"env":{"HERD_DB":"/w/a 1.db"}"#),
+            "{line}"
+        );
+    }
+
+    /// A journal written before attempts had commands or outcomes of their
+    /// own still reads: no command, the outcome from the batch's status.
+    #[test]
+    fn an_old_journal_without_commands_or_outcomes_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("journal.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                r#"{"ts":"2026-01-01T10:00:00+00:00","fp":"f","record":"attempt_started","batch":"a","attempt":1,"kind":"full","worker":1}"#,
+                "\n",
+                r#"{"ts":"2026-01-01T10:00:00+00:00","record":"attempt_spawned","batch":"a","attempt":1,"pid":4242}"#,
+                "\n",
+                r#"{"ts":"2026-01-01T10:00:04.5+00:00","fp":"f","record":"attempt_finished","batch":"a","attempt":1,"exit":{"code":1,"signal":null},"status":"pending","invocation_id":"i1"}"#,
+                "\n",
+                r#"{"ts":"2026-01-01T10:00:05+00:00","fp":"f","record":"attempt_started","batch":"a","attempt":2,"kind":"retry","worker":2}"#,
+                "\n",
+            ),
+        )
+        .unwrap();
+        let st = read(&p).unwrap();
+        let h = st.history("a");
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].command, None);
+        assert_eq!(
+            h[0].outcome,
+            Some(AttemptOutcome::Failed),
+            "pending: failed and queued again"
+        );
+        assert_eq!(h[0].view().duration_s, Some(4.5));
+        assert_eq!(h[1].outcome, None, "no end on record");
+        assert_eq!(st.last["a"].spent_s, 4.5);
+        assert_eq!(st.last["a"].last_invocation.as_deref(), Some("i1"));
     }
 
     #[test]

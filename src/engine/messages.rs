@@ -123,6 +123,95 @@ pub struct BatchView {
     pub after: Vec<usize>,
     /// Relations it writes that no other batch may write at the same time.
     pub locks: Vec<String>,
+    /// Every attempt so far, first first (a resumed run's from its journal).
+    #[serde(default)]
+    pub history: Vec<AttemptView>,
+}
+
+/// One attempt of a batch, as a person reads its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptView {
+    /// 1-based.
+    pub number: u32,
+    pub kind: HistoryKind,
+    /// The worker slot it ran on.
+    pub worker: usize,
+    /// Unix seconds.
+    pub started_at: f64,
+    /// `None` while it runs, or when its end is not on record.
+    pub duration_s: Option<f64>,
+    pub outcome: AttemptOutcome,
+    /// What it ran, as one line to paste into a shell (`NAME=value … dbt …`);
+    /// `None` when the journal that recorded it predates commands.
+    pub command: Option<String>,
+}
+
+/// What an attempt did to its batch, in the word a person reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HistoryKind {
+    /// The batch's first attempt: its command in full.
+    Run,
+    /// `dbt retry` of the attempt before.
+    Retry,
+    /// The command in full again, after an earlier attempt (after an edit, an
+    /// interrupt, a `dbt retry` that had nothing to do, or a change since it succeeded).
+    Rerun,
+}
+
+impl HistoryKind {
+    pub fn of(kind: AttemptKind, number: u32) -> Self {
+        match kind {
+            AttemptKind::Retry => Self::Retry,
+            AttemptKind::Full if number <= 1 => Self::Run,
+            AttemptKind::Full => Self::Rerun,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Retry => "retry",
+            Self::Rerun => "rerun",
+        }
+    }
+}
+
+/// How one attempt ended (not its batch: a failed attempt may be retried).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Its start is on record but not its end: the run stopped before it did
+    /// (or, read from a live run's journal, it still runs).
+    Unfinished,
+}
+
+impl AttemptOutcome {
+    /// An attempt's outcome from its batch's status after it (as journals
+    /// without an outcome of their own record it): `pending` there is an
+    /// attempt that failed and was queued again.
+    pub fn of(status: BatchStatus) -> Self {
+        match status {
+            BatchStatus::Succeeded => Self::Succeeded,
+            BatchStatus::Cancelled => Self::Cancelled,
+            BatchStatus::Running => Self::Running,
+            BatchStatus::Pending | BatchStatus::Failed | BatchStatus::Split => Self::Failed,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Unfinished => "unfinished",
+        }
+    }
 }
 
 /// Why a pending batch does not start yet.

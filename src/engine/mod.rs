@@ -6,12 +6,14 @@
 //!   engine's inner one (attempt reports, effects, journal records).
 //! - `core`: the pure state machine; `shell`: the async task that runs it.
 //! - `launcher` and `attempt`: one child per attempt, its output, the stop ladder.
-//! - `journal`, `sweep`: durability and resume; `outbox`: bounded delivery to faces.
+//! - `journal`, `sweep`: durability and resume; `history`: each attempt's past and
+//!   command; `outbox`: bounded delivery to faces.
 
 mod attempt;
 mod core;
 mod fingerprint;
 mod handle;
+pub(crate) mod history;
 pub(crate) mod journal;
 mod launcher;
 mod listing;
@@ -22,7 +24,7 @@ pub(crate) mod process;
 pub(crate) mod protocol;
 mod sampler;
 mod shell;
-mod summary;
+pub(crate) mod summary;
 pub(crate) mod sweep;
 pub(crate) mod warm;
 

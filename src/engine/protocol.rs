@@ -3,6 +3,7 @@
 //! protocol (`messages`) and dbt's types, and nothing of the modules that use it,
 //! so no sender drags its receiver's module into an import cycle.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::dbt::argv::{AttemptKind, Invocation};
 use crate::dbt::events::{DbtEvent, EventKind, Level};
 use crate::dbt::run_results::{ReadError, RunResults};
-use crate::engine::messages::{BatchStatus, Event};
+use crate::engine::history::PastAttempt;
+use crate::engine::messages::{AttemptOutcome, BatchStatus, Event};
 
 /// Identifies one attempt of one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -192,6 +194,15 @@ pub(crate) enum JournalEntry {
         kind: AttemptKind,
         worker: usize,
     },
+    /// What the attempt runs, written before its process starts: the argv
+    /// (program first) and the variables dbt-herd adds to the environment it
+    /// inherits.
+    AttemptCommand {
+        batch: String,
+        attempt: u32,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+    },
     AttemptSpawned {
         batch: String,
         attempt: u32,
@@ -203,6 +214,10 @@ pub(crate) enum JournalEntry {
         exit: Option<ExitInfo>,
         status: BatchStatus,
         invocation_id: Option<String>,
+        /// How the attempt itself ended (`status` is its batch's, which is
+        /// `pending` when a failed attempt is queued again). Older journals lack it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<AttemptOutcome>,
     },
     BatchStatus {
         batch: String,
@@ -219,6 +234,7 @@ impl JournalEntry {
     pub fn batch(&self) -> &str {
         match self {
             JournalEntry::AttemptStarted { batch, .. }
+            | JournalEntry::AttemptCommand { batch, .. }
             | JournalEntry::AttemptSpawned { batch, .. }
             | JournalEntry::AttemptFinished { batch, .. }
             | JournalEntry::BatchStatus { batch, .. } => batch,
@@ -239,4 +255,6 @@ pub(crate) struct Prior {
     pub stopped: bool,
     /// Seconds its attempts took, per the journal.
     pub spent_s: f64,
+    /// Its attempts as the journal records them, first first.
+    pub history: Vec<PastAttempt>,
 }

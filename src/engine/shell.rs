@@ -20,6 +20,7 @@ use crate::dbt::events::Level;
 use crate::engine::core::{CoreConfig, EngineCore};
 use crate::engine::fingerprint::fingerprint;
 use crate::engine::handle::{EngineHandle, EngineOutcome};
+use crate::engine::history::AttemptCommand;
 use crate::engine::journal::Journal;
 use crate::engine::launcher::Launcher;
 use crate::engine::listing::{self, Listed};
@@ -353,17 +354,27 @@ impl Shell {
         let batch = self.core.batch(key.batch);
         let target_dir = self.state.target_dir(&batch.id);
         let log_dir = self.state.log_dir(&batch.id);
+        let invocation =
+            argv::invocation(&self.settings, batch, kind, worker, &target_dir, &log_dir);
+        // What a person would run by hand: warm or cold, it is the argv a cold
+        // dbt gets. (The state dir tag added below only marks the process as
+        // this run's for a resume's sweep: a copy run by hand must not carry it.)
+        let fx = self
+            .core
+            .attempt_command(key, &AttemptCommand::of(&invocation), now_secs());
+        self.apply(fx);
+        if self.journal.is_none() {
+            let fx = self
+                .core
+                .not_started(key, "the journal cannot be written", now_secs());
+            self.apply(fx);
+            return;
+        }
+        let batch = self.core.batch(key.batch);
         let mut spec = AttemptSpec {
             key,
             worker,
-            invocation: argv::invocation(
-                &self.settings,
-                batch,
-                kind,
-                worker,
-                &target_dir,
-                &log_dir,
-            ),
+            invocation,
             stdout_file: self.state.attempt_output(&batch.id, key.attempt, "stdout"),
             stderr_file: self.state.attempt_output(&batch.id, key.attempt, "stderr"),
             target_dir,

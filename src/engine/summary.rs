@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dbt::run_results::NodeCounts;
 use crate::engine::core::EngineCore;
-use crate::engine::messages::{BatchStatus, wait_of};
+use crate::engine::messages::{AttemptView, BatchStatus, FailingNode, wait_of};
 
 /// A batch's status as summary.json says it: a batch still running when the run
 /// ended did not finish, so it counts as pending.
@@ -80,6 +80,17 @@ pub(crate) struct BatchSummary {
     /// Its wait is on a prerequisite that failed or was cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub blocked: bool,
+    /// The nodes that failed, with their messages and compiled SQL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing: Vec<FailingNode>,
+    /// Each attempt: its kind, worker, times, outcome and command.
+    #[serde(default)]
+    pub history: Vec<AttemptView>,
+}
+
+/// Seconds to the millisecond: what a person or CI reads.
+fn millis(s: f64) -> f64 {
+    (s * 1000.0).round() / 1000.0
 }
 
 impl Summary {
@@ -107,6 +118,16 @@ impl Summary {
                         after: v.after.iter().map(|&a| id(a)).collect(),
                         waiting_on: wait.as_ref().map(|w| id(w.on)),
                         blocked: wait.is_some_and(|w| w.blocked),
+                        failing: v.failing,
+                        history: v
+                            .history
+                            .into_iter()
+                            .map(|mut a| {
+                                a.started_at = millis(a.started_at);
+                                a.duration_s = a.duration_s.map(millis);
+                                a
+                            })
+                            .collect(),
                     }
                 })
                 .collect(),

@@ -93,11 +93,10 @@ pub struct TableLayout {
 pub fn table_layout(body: Rect, selected: Option<&crate::engine::BatchView>) -> TableLayout {
     let detail_h = match selected {
         Some(v) if body.height >= MIN_BODY_FOR_DETAIL => {
-            let lines = crate::tui::failure::lines(v);
-            if lines.is_empty() {
+            let rows = detail_rows(v, body.width.saturating_sub(2));
+            if rows == 0 {
                 0
             } else {
-                let rows = crate::tui::failure::wrapped_rows(&lines, body.width.saturating_sub(2));
                 u16::try_from(rows + 2)
                     .unwrap_or(u16::MAX)
                     .min(body.height / 2)
@@ -112,6 +111,18 @@ pub fn table_layout(body: Rect, selected: Option<&crate::engine::BatchView>) -> 
         detail,
         rows: usize::from(table.height.saturating_sub(3)),
     }
+}
+
+/// Rows the selected batch's detail needs inside its border at `width`: its
+/// attempts, then what failed (wrapped).
+pub fn detail_rows(v: &crate::engine::BatchView, width: u16) -> usize {
+    let w = usize::from(width.max(1));
+    let attempts: usize = crate::tui::attempts::lines(v, 0.0)
+        .iter()
+        .map(|l| l.chars().count().div_ceil(w).max(1))
+        .sum();
+    let failure = crate::tui::failure::lines(v);
+    attempts + crate::tui::failure::wrapped_rows(&failure, width)
 }
 
 /// Table rows a page key moves, at terminal `size` (the detail left out).

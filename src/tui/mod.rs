@@ -4,6 +4,7 @@
 //! asked to (`external`).
 
 pub(crate) mod app;
+pub(crate) mod attempts;
 mod external;
 pub(crate) mod failure;
 pub(crate) mod keymap;

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::dbt::argv::AttemptKind;
 use crate::dbt::events::{NodeRef, Position};
 use crate::dbt::run_results::MergedResults;
-use crate::engine::messages::BatchStatus;
+use crate::engine::history::{AttemptCommand, PastAttempt};
+use crate::engine::messages::{AttemptOutcome, BatchStatus};
 use crate::engine::protocol::{ExitInfo, Prior, StopReason};
 use crate::plan::Batch;
 
@@ -32,6 +33,12 @@ pub(crate) struct AttemptRecord {
     pub event_failures: u32,
     /// Seconds dbt itself counted for the invocation (run_results' `elapsed_time`).
     pub dbt_elapsed_s: f64,
+    /// What it runs, as a line for a shell, once the shell has launched it.
+    pub command: Option<String>,
+    pub outcome: AttemptOutcome,
+    /// False for an attempt a resumed journal only counts, with no record of
+    /// its own: it has nothing to show in the history.
+    pub on_record: bool,
 }
 
 impl AttemptRecord {
@@ -52,7 +59,20 @@ impl AttemptRecord {
             runner_problem: None,
             event_failures: 0,
             dbt_elapsed_s: 0.0,
+            command: None,
+            outcome: AttemptOutcome::Running,
+            on_record: true,
         }
+    }
+
+    /// An attempt of a resumed run, as its journal recorded it.
+    fn from_past(p: &PastAttempt) -> Self {
+        let mut rec = Self::new(p.number, p.kind, p.worker, p.started_at);
+        // One without its end on record took no time anyone can count.
+        rec.finished_at = Some(p.finished_at.unwrap_or(p.started_at));
+        rec.outcome = p.outcome.unwrap_or(AttemptOutcome::Unfinished);
+        rec.command = p.command.as_ref().map(AttemptCommand::line);
+        rec
     }
 }
 
@@ -156,12 +176,25 @@ impl BatchState {
     /// Takes over a resumed batch's past, so that attempt numbers go on and a
     /// failed batch continues with `dbt retry` in its target dir.
     pub fn carry_over(&mut self, p: &Prior) {
+        let recorded: f64 = p
+            .history
+            .iter()
+            .filter_map(|a| a.finished_at.map(|f| (f - a.started_at).max(0.0)))
+            .sum();
+        // The time on record that no attempt's own record holds goes on the first
+        // attempt without one: the batch's duration (and the ETA) count what really ran.
+        let mut unplaced = (p.spent_s - recorded).max(0.0);
         for number in 1..=p.attempts {
             let last = number == p.attempts;
-            let mut rec = AttemptRecord::new(number, AttemptKind::Full, 0, 0.0);
-            // The time the attempts took, on the first: the batch's duration
-            // (and the ETA) count what really ran.
-            rec.finished_at = Some(if number == 1 { p.spent_s } else { 0.0 });
+            let mut rec = if let Some(past) = p.history.iter().find(|a| a.number == number) {
+                AttemptRecord::from_past(past)
+            } else {
+                let mut rec = AttemptRecord::new(number, AttemptKind::Full, 0, 0.0);
+                rec.finished_at = Some(std::mem::take(&mut unplaced));
+                rec.outcome = AttemptOutcome::Unfinished;
+                rec.on_record = false;
+                rec
+            };
             rec.wrote_results = last && p.results.is_some();
             rec.stopped = (last && p.stopped).then_some(StopReason::Shutdown);
             self.attempts.push(rec);

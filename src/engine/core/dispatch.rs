@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::batch::AttemptRecord;
 use super::{EngineCore, Running, Slot};
 use crate::dbt::argv::AttemptKind;
+use crate::engine::history::AttemptCommand;
 use crate::engine::messages::{BatchStatus, Event};
 use crate::engine::protocol::{AttemptKey, Effect, JournalEntry};
 
@@ -103,6 +104,29 @@ impl EngineCore {
         }
         fx.extend(self.check_idle());
         fx
+    }
+
+    /// The shell is about to start an attempt with `command`: it is kept for the
+    /// history and journaled first (no process starts without its record).
+    pub fn attempt_command(
+        &mut self,
+        key: AttemptKey,
+        command: &AttemptCommand,
+        now: f64,
+    ) -> Vec<Effect> {
+        let Some(a) = self.attempt_mut(key) else {
+            return Vec::new();
+        };
+        a.command = Some(command.line());
+        vec![
+            Effect::Journal(JournalEntry::AttemptCommand {
+                batch: self.batches[key.batch].batch.id.clone(),
+                attempt: key.attempt,
+                argv: command.argv.clone(),
+                env: command.env.clone(),
+            }),
+            self.batch_changed(key.batch, now),
+        ]
     }
 
     /// Nothing runs and nothing can start without a command (the queue is

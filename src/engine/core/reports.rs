@@ -5,7 +5,7 @@ use super::EngineCore;
 use crate::dbt::argv::AttemptKind;
 use crate::dbt::events::{self, DbtEvent, EventKind, Level, StatusClass};
 use crate::dbt::run_results::{ReadError, RunResults};
-use crate::engine::messages::{BatchStatus, Event, LogLine};
+use crate::engine::messages::{AttemptOutcome, BatchStatus, Event, LogLine};
 use crate::engine::protocol::{
     AttemptKey, AttemptReport, Effect, ExitInfo, JournalEntry, OutputLine, StopReason,
 };
@@ -249,10 +249,13 @@ impl EngineCore {
     ) -> Vec<Effect> {
         let shutting_down = self.shutting_down;
         let st = &mut self.batches[key.batch];
+        // The attempt's own verdict, before a requeue makes its batch pending.
+        let outcome = AttemptOutcome::of(status);
         let (kind, nothing_to_do, invocation_id, stopped) = match st.attempt_mut(key.attempt) {
             Some(a) => {
                 a.finished_at = Some(now);
                 a.exit = exit;
+                a.outcome = outcome;
                 (a.kind, a.nothing_to_do, a.invocation_id.clone(), a.stopped)
             }
             None => (AttemptKind::Full, false, None, None),
@@ -320,6 +323,7 @@ impl EngineCore {
             exit,
             status,
             invocation_id,
+            outcome: Some(outcome),
         })];
         // An interrupted dbt ends its log in a traceback: the last line says who stopped it.
         if let (BatchStatus::Cancelled, Some(why)) = (status, st.error.clone()) {

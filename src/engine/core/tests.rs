@@ -1,5 +1,5 @@
 //! Unit tests of the pure engine core: admission under the budget, retries,
-//! cancel, shutdown and worker changes, with plain values.
+//! cancel, shutdown and worker changes, each attempt's history, with plain values.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,9 +7,9 @@ use super::*;
 use crate::dbt::argv::AttemptKind;
 use crate::dbt::events::{EventKind, Level};
 use crate::dbt::run_results::{Metadata, NodeResult, ReadError, RunResults};
-use crate::engine::messages::{BatchStatus, Command, Event};
+use crate::engine::messages::{AttemptOutcome, BatchStatus, Command, Event, HistoryKind};
 use crate::engine::protocol::{
-    AttemptCtl, AttemptKey, AttemptReport, Effect, ExitInfo, OutputLine, Prior,
+    AttemptCtl, AttemptKey, AttemptReport, Effect, ExitInfo, JournalEntry, OutputLine, Prior,
 };
 use crate::plan::Batch;
 
@@ -638,6 +638,7 @@ fn resumed_failed_batch_continues_with_dbt_retry_and_numbering() {
             results: Some(rr("old", &[("model.a", "success"), ("model.b", "error")])),
             stopped: false,
             spent_s: 12.5,
+            history: Vec::new(),
         },
     )]
     .into();
@@ -1098,4 +1099,234 @@ fn a_succeeded_batch_reruns_in_full_only_when_asked() {
     assert!(launches(&c.on_command(Command::Rerun(0), 3.5)).is_empty());
     assert_eq!(c.batches[0].status, BatchStatus::Running);
     assert!(c.queue.is_empty());
+}
+
+fn kinds(c: &EngineCore, b: usize) -> Vec<(u32, HistoryKind, AttemptOutcome)> {
+    c.view(b, 10.0)
+        .history
+        .iter()
+        .map(|a| (a.number, a.kind, a.outcome))
+        .collect()
+}
+
+#[test]
+fn history_tells_a_run_from_its_dbt_retry() {
+    let mut c = core(1, 1, 1, 1, 1);
+    let l = launches(&c.start(0.0));
+    let fx = c.on_attempt(
+        exited(l[0].0, 1, Ok(rr("i1", &[("model.b", "error")]))),
+        1.5,
+    );
+    let l2 = launches(&fx);
+    let h = c.view(0, 2.0).history;
+    assert_eq!(
+        (h[0].kind, h[0].outcome, h[0].duration_s, h[0].worker),
+        (HistoryKind::Run, AttemptOutcome::Failed, Some(1.5), 1),
+        "the attempt failed though its batch is queued again"
+    );
+    assert_eq!(
+        (h[1].kind, h[1].outcome, h[1].duration_s),
+        (HistoryKind::Retry, AttemptOutcome::Running, None)
+    );
+    c.on_attempt(
+        exited(l2[0].0, 0, Ok(rr("i2", &[("model.b", "success")]))),
+        4.0,
+    );
+    let h = c.view(0, 5.0).history;
+    assert_eq!(
+        (h[1].outcome, h[1].started_at, h[1].duration_s),
+        (AttemptOutcome::Succeeded, 1.5, Some(2.5))
+    );
+}
+
+#[test]
+fn history_calls_a_full_run_after_an_earlier_attempt_a_rerun() {
+    // After a kill (dbt retry would skip what never ran).
+    let mut c = core(1, 1, 1, 1, 1);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(exited(l[0].0, 1, Err(ReadError::Missing)), 1.0);
+    assert_eq!(
+        kinds(&c, 0),
+        [
+            (1, HistoryKind::Run, AttemptOutcome::Failed),
+            (2, HistoryKind::Rerun, AttemptOutcome::Running)
+        ]
+    );
+    // After a dbt retry that had nothing to do.
+    let mut c = core(1, 1, 1, 1, 1);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(
+        exited(l[0].0, 1, Ok(rr("i1", &[("model.b", "error")]))),
+        1.0,
+    );
+    let nothing = crate::dbt::events::DbtEvent {
+        name: "NothingToDo".into(),
+        level: Level::Warn,
+        msg: "Nothing to do".into(),
+        invocation_id: Some("i2".into()),
+        kind: EventKind::NothingToDo,
+    };
+    c.on_attempt(
+        AttemptReport::Line {
+            key: key(0, 2),
+            line: OutputLine {
+                stderr: false,
+                text: String::new(),
+                event: Some(nothing),
+            },
+        },
+        1.5,
+    );
+    c.on_attempt(exited(key(0, 2), 0, Ok(rr("i2", &[]))), 2.0);
+    assert_eq!(
+        kinds(&c, 0),
+        [
+            (1, HistoryKind::Run, AttemptOutcome::Failed),
+            (2, HistoryKind::Retry, AttemptOutcome::Failed),
+            (3, HistoryKind::Rerun, AttemptOutcome::Running)
+        ]
+    );
+    // After an edit, and a cancel.
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(exited(l[0].0, 1, Ok(rr("i", &[("model.b", "error")]))), 1.0);
+    let fx = c.on_command(
+        Command::EditBatch {
+            batch: 0,
+            select: Some("tag:x".into()),
+            vars: "{}".into(),
+        },
+        2.0,
+    );
+    let l2 = launches(&fx);
+    c.on_command(Command::Cancel(0), 3.0);
+    c.on_attempt(
+        AttemptReport::Exited {
+            key: l2[0].0,
+            exit: ExitInfo {
+                code: None,
+                signal: Some(2),
+            },
+            results: Err(ReadError::Missing),
+            group_clean: true,
+            broken: None,
+        },
+        4.0,
+    );
+    assert_eq!(
+        kinds(&c, 0),
+        [
+            (1, HistoryKind::Run, AttemptOutcome::Failed),
+            (2, HistoryKind::Rerun, AttemptOutcome::Cancelled)
+        ]
+    );
+}
+
+/// The shell's word on what an attempt runs is kept for the history and
+/// journaled, before the process starts.
+#[test]
+fn an_attempts_command_is_kept_and_journaled() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let l = launches(&c.start(0.0));
+    let cmd = crate::engine::history::AttemptCommand {
+        argv: vec![
+            "/bin/dbt".into(),
+            "build".into(),
+            "--vars".into(),
+            "{a: 1}".into(),
+        ],
+        env: [("DB".to_string(), "/w h".to_string())].into(),
+    };
+    let fx = c.attempt_command(l[0].0, &cmd, 0.1);
+    assert!(
+        fx.contains(&Effect::Journal(JournalEntry::AttemptCommand {
+            batch: "b0".into(),
+            attempt: 1,
+            argv: cmd.argv.clone(),
+            env: cmd.env.clone(),
+        })),
+        "{fx:?}"
+    );
+    let shown = fx.iter().find_map(|e| match e {
+        Effect::Emit(Event::BatchChanged(v)) => v.history[0].command.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        shown.as_deref(),
+        Some("DB='/w h' /bin/dbt build --vars '{a: 1}'")
+    );
+    // An attempt that is gone (never started) is left alone.
+    assert!(c.attempt_command(key(0, 9), &cmd, 0.2).is_empty());
+}
+
+/// A resumed batch shows the attempts its journal recorded, and goes on
+/// numbering after them; an attempt whose end is not on record took no time.
+#[test]
+fn a_resumed_batch_shows_its_journal_history() {
+    use crate::engine::history::{AttemptCommand, PastAttempt};
+    let past = |number, kind, finished_at, outcome, command: Option<&str>| PastAttempt {
+        number,
+        kind,
+        worker: 2,
+        started_at: 1000.0 + f64::from(number) * 100.0,
+        finished_at,
+        outcome,
+        command: command.map(|c| AttemptCommand {
+            argv: vec!["/bin/dbt".into(), c.into()],
+            env: BTreeMap::new(),
+        }),
+    };
+    let prior: BTreeMap<String, Prior> = [(
+        "b0".to_string(),
+        Prior {
+            attempts: 2,
+            stopped: true,
+            spent_s: 7.0,
+            history: vec![
+                past(
+                    1,
+                    AttemptKind::Full,
+                    Some(1107.0),
+                    Some(AttemptOutcome::Failed),
+                    None,
+                ),
+                past(2, AttemptKind::Retry, None, None, Some("retry")),
+            ],
+            ..Default::default()
+        },
+    )]
+    .into();
+    let mut c = EngineCore::new(core(1, 1, 1, 1, 0).cfg, batches(1), &prior);
+    let l = launches(&c.start(5000.0));
+    assert_eq!(l, vec![(key(0, 3), 1, AttemptKind::Full)]);
+    let v = c.view(0, 5004.0);
+    assert_eq!(v.duration_s, 11.0, "7 s on record and 4 s running now");
+    let h = &v.history;
+    assert_eq!(
+        h.iter()
+            .map(|a| (a.number, a.kind, a.outcome, a.duration_s))
+            .collect::<Vec<_>>(),
+        [
+            (1, HistoryKind::Run, AttemptOutcome::Failed, Some(7.0)),
+            (2, HistoryKind::Retry, AttemptOutcome::Unfinished, None),
+            (3, HistoryKind::Rerun, AttemptOutcome::Running, None),
+        ]
+    );
+    assert_eq!(h[0].command, None, "an old journal has no command");
+    assert_eq!(h[1].command.as_deref(), Some("/bin/dbt retry"));
+    assert_eq!((h[1].worker, h[1].started_at), (2, 1200.0));
+    // Attempts only counted (a journal with no record of them) show nothing.
+    let counted: BTreeMap<String, Prior> = [(
+        "b0".to_string(),
+        Prior {
+            attempts: 2,
+            spent_s: 3.0,
+            ..Default::default()
+        },
+    )]
+    .into();
+    let c = EngineCore::new(core(1, 1, 1, 1, 0).cfg, batches(1), &counted);
+    let v = c.view(0, 0.0);
+    assert!(v.history.is_empty());
+    assert_eq!(v.duration_s, 3.0);
 }

@@ -3,7 +3,10 @@
 
 use super::EngineCore;
 use crate::dbt::events::Level;
-use crate::engine::messages::{BatchStatus, BatchView, Event, FailingNode, RunInfo, WorkerView};
+use crate::engine::messages::{
+    AttemptOutcome, AttemptView, BatchStatus, BatchView, Event, FailingNode, HistoryKind, RunInfo,
+    WorkerView,
+};
 use crate::engine::protocol::Effect;
 
 impl EngineCore {
@@ -101,6 +104,23 @@ impl EngineCore {
             auto_retries_left: st.auto_retries_left,
             after: st.after.clone(),
             locks: st.batch.locks.clone(),
+            history: st
+                .attempts
+                .iter()
+                .filter(|a| a.on_record)
+                .map(|a| AttemptView {
+                    number: a.number,
+                    kind: HistoryKind::of(a.kind, a.number),
+                    worker: a.worker,
+                    started_at: a.started_at,
+                    duration_s: match a.outcome {
+                        AttemptOutcome::Running | AttemptOutcome::Unfinished => None,
+                        _ => a.finished_at.map(|f| (f - a.started_at).max(0.0)),
+                    },
+                    outcome: a.outcome,
+                    command: a.command.clone(),
+                })
+                .collect(),
         }
     }
 

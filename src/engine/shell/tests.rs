@@ -258,6 +258,41 @@ async fn a_journal_that_cannot_be_written_starts_nothing_and_is_a_fault() {
     assert!(out.summary.batches.iter().all(|b| b.attempts == 0));
 }
 
+/// No process starts before the journal holds what it runs: the argv a cold
+/// dbt gets and the variables dbt-herd adds (not the state dir tag, which only
+/// marks the process as this run's).
+#[tokio::test]
+async fn an_attempts_command_is_journaled_before_it_is_launched() {
+    let mut r = rig(1, 1, 1, 1, true);
+    let a = next_launch(&mut r).await;
+    let journal = std::fs::read_to_string(r.state.journal_path()).unwrap();
+    let rec: serde_json::Value = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .find(|v: &serde_json::Value| v["record"] == "attempt_command")
+        .unwrap_or_else(|| panic!("no command record in {journal}"));
+    assert_eq!(
+        (rec["batch"].as_str(), rec["attempt"].as_u64()),
+        (Some("b0"), Some(1))
+    );
+    let argv: Vec<String> = serde_json::from_value(rec["argv"].clone()).unwrap();
+    assert_eq!(argv[0], "/bin/false");
+    assert_eq!(argv[1..], a.spec.invocation.args[..]);
+    let env: BTreeMap<String, String> = serde_json::from_value(rec["env"].clone()).unwrap();
+    assert_eq!(env.get(argv::BATCH_ENV).map(String::as_str), Some("b0"));
+    let state_tag = crate::engine::warm::launcher::STATE_ENV;
+    assert!(!env.contains_key(state_tag), "{env:?}");
+    assert!(a.spec.invocation.env.iter().any(|(k, _)| k == state_tag));
+    // The faces see it too.
+    events_until(&mut r, |e| {
+        matches!(e, Event::BatchChanged(v) if v.history.first().is_some_and(|h| h.command.is_some()))
+    })
+    .await;
+    r.handle.send(Command::Shutdown { force: true });
+    a.exit(137).await;
+    r.handle.finish().await.unwrap();
+}
+
 fn node_event(name: &str, kind: EventKind) -> OutputLine {
     OutputLine {
         stderr: false,

@@ -48,7 +48,20 @@ impl App {
                 self.overlay = Overlay::Help(scroll);
                 return Vec::new();
             }
-            Overlay::Text { .. } => return Vec::new(),
+            Overlay::Command { batch, attempt } => {
+                // ← → step through the batch's attempts; any other key closes.
+                let last = self
+                    .batches
+                    .get(batch)
+                    .map_or(0, |v| v.history.len().saturating_sub(1));
+                let attempt = match action {
+                    Some(Action::Left) => attempt.saturating_sub(1),
+                    Some(Action::Right) => (attempt + 1).min(last),
+                    _ => return Vec::new(),
+                };
+                self.overlay = Overlay::Command { batch, attempt };
+                return Vec::new();
+            }
             Overlay::None => {}
         }
         let Some(action) = action else {

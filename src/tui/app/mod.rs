@@ -83,10 +83,10 @@ pub enum Overlay {
     /// A y/n question before an action that is hard to undo.
     Confirm(Confirm),
     Input(Input),
-    /// Text to read or copy (a batch's command), with a title.
-    Text {
-        title: String,
-        body: String,
+    /// A batch's attempt's command, to read or copy (index into its history).
+    Command {
+        batch: usize,
+        attempt: usize,
     },
 }
 

@@ -6,25 +6,25 @@
 use super::{App, Effect, Overlay};
 use crate::dbt::events::Level;
 use crate::state_dir::StateDir;
-use crate::text::sanitize::sanitize_plain;
 
 impl App {
-    /// `y`: the focused batch's last command, as one line to paste into a shell.
+    /// `y`: the focused batch's last attempt's command (← → for the others).
     pub(super) fn show_command(&mut self) {
         let Some(b) = self.target_batch() else {
             self.say(Level::Info, "no batch selected");
             return;
         };
-        let label = self.label(b);
-        let command: Option<String> = None; // FIXME-MERGE history
-        match command {
-            Some(c) => {
-                self.overlay = Overlay::Text {
-                    title: format!(" {label}: the last attempt's command · any key closes "),
-                    body: sanitize_plain(&c, 8000),
+        match self.batches.get(b).map_or(0, |v| v.history.len()) {
+            0 => {
+                let label = self.label(b);
+                self.say(Level::Info, format!("{label} has not run yet"));
+            }
+            n => {
+                self.overlay = Overlay::Command {
+                    batch: b,
+                    attempt: n - 1,
                 };
             }
-            None => self.say(Level::Info, format!("{label} has not run yet")),
         }
     }
 

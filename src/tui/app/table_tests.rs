@@ -488,3 +488,99 @@ fn idle_workers_held_by_a_full_budget_are_counted() {
         "a paused queue holds it, not the budget"
     );
 }
+
+fn with_history(app: &mut App, b: usize) {
+    use crate::engine::messages::{AttemptOutcome, AttemptView, HistoryKind};
+    let mut v = app.batches[b].clone();
+    v.history = vec![
+        AttemptView {
+            number: 1,
+            kind: HistoryKind::Run,
+            worker: 1,
+            started_at: 900.0,
+            duration_s: Some(4.2),
+            outcome: AttemptOutcome::Failed,
+            command: Some(
+                "DBT_ENV_CUSTOM_ENV_HERD_BATCH=2024-01-11 dbt build --vars '{\"a\": 1}'".into(),
+            ),
+        },
+        AttemptView {
+            number: 2,
+            kind: HistoryKind::Retry,
+            worker: 2,
+            started_at: 950.0,
+            duration_s: Some(1.5),
+            outcome: AttemptOutcome::Failed,
+            command: Some("DBT_ENV_CUSTOM_ENV_HERD_BATCH=2024-01-11 dbt retry".into()),
+        },
+    ];
+    v.attempts = 2;
+    app.update(Msg::Engine(Event::BatchChanged(v)));
+}
+
+#[test]
+fn y_shows_the_last_attempt_s_command_and_arrows_step_through_the_others() {
+    let mut app = backfill(20);
+    with_history(&mut app, 10);
+    app.update(code(KeyCode::Tab));
+    app.selected = 10;
+    app.update(key('y'));
+    assert_eq!(
+        app.overlay,
+        Overlay::Command {
+            batch: 10,
+            attempt: 1
+        }
+    );
+    app.update(code(KeyCode::Left));
+    assert_eq!(
+        app.overlay,
+        Overlay::Command {
+            batch: 10,
+            attempt: 0
+        }
+    );
+    app.update(code(KeyCode::Left));
+    assert_eq!(
+        app.overlay,
+        Overlay::Command {
+            batch: 10,
+            attempt: 0
+        }
+    );
+    app.update(code(KeyCode::Right));
+    app.update(code(KeyCode::Right));
+    assert_eq!(
+        app.overlay,
+        Overlay::Command {
+            batch: 10,
+            attempt: 1
+        }
+    );
+    // Any other key closes it and does nothing else.
+    assert!(sent(&app.update(key('r'))).is_empty());
+    assert_eq!(app.overlay, Overlay::None);
+    // A batch that never ran has no command.
+    app.selected = 12;
+    app.update(key('y'));
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(notice(&app).contains("has not run yet"));
+}
+
+#[test]
+fn the_detail_lists_each_attempt_with_kind_worker_duration_and_outcome() {
+    let mut app = backfill(20);
+    with_history(&mut app, 10);
+    let rows = crate::tui::attempts::lines(&app.batches[10], app.now);
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].starts_with("#1  run   w1 "), "{}", rows[0]);
+    assert!(rows[0].ends_with("4.2s  failed"), "{}", rows[0]);
+    assert!(rows[1].starts_with("#2  retry w2 "), "{}", rows[1]);
+    // The table makes room for them above the failure.
+    let body = crate::tui::layout::body_area(120, 40);
+    let with = crate::tui::layout::table_layout(body, Some(&app.batches[10]));
+    let mut plain = app.batches[10].clone();
+    plain.history.clear();
+    let without = crate::tui::layout::table_layout(body, Some(&plain));
+    assert_eq!(with.detail.height, without.detail.height + 2);
+}

@@ -41,7 +41,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         Overlay::Help(scroll) => overlay::help(frame, area, app, *scroll, theme),
         Overlay::ConfirmQuit => overlay::confirm_quit(frame, area, app, theme),
         Overlay::Confirm(c) => overlay::question(frame, area, &c.question, theme),
-        Overlay::Text { title, body } => overlay::text(frame, area, title, body, theme),
+        Overlay::Command { batch, attempt } => {
+            overlay::command(frame, area, app, *batch, *attempt, theme);
+        }
         Overlay::Input(input) => overlay::input(frame, area, app, input, theme),
     }
 }

@@ -86,22 +86,50 @@ pub fn question(frame: &mut Frame, area: Rect, text: &str, theme: &Theme) {
     );
 }
 
-/// Text to read or copy (a command line), wrapped in a box as wide as the screen
-/// allows. It is not cut: a copied command must be whole.
-pub fn text(frame: &mut Frame, area: Rect, title: &str, body: &str, theme: &Theme) {
+/// An attempt's command, whole (a copied command must not be cut), wrapped in
+/// a box as wide as the screen allows.
+pub fn command(
+    frame: &mut Frame,
+    area: Rect,
+    app: &App,
+    batch: usize,
+    attempt: usize,
+    theme: &Theme,
+) {
+    let Some(v) = app.batches.get(batch) else {
+        return;
+    };
+    let Some(a) = v.history.get(attempt) else {
+        return;
+    };
+    let body = a.command.as_deref().map_or_else(
+        || "(not recorded: the journal of this attempt predates commands)".to_string(),
+        |c| sanitize_plain(c, 16_000),
+    );
+    let title = format!(
+        " {} · attempt {} of {} ({}, {}) · ← → other attempts · any key closes ",
+        sanitize_plain(&v.label, 40),
+        a.number,
+        v.history.len(),
+        a.kind.as_str(),
+        a.outcome.as_str()
+    );
     let width = area.width.saturating_sub(4).clamp(20, 120);
     let inner_w = usize::from(width.saturating_sub(2)).max(1);
     let rows = body.chars().count().div_ceil(inner_w).max(1);
     let rect = centered(area, width, cells(rows).saturating_add(2));
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(body.to_string())
-            .wrap(Wrap { trim: false })
-            .block(
-                Block::bordered()
-                    .border_style(theme.focus())
-                    .title(Line::styled(sanitize_plain(title, 100), theme.title())),
-            ),
+        Paragraph::new(body).wrap(Wrap { trim: false }).block(
+            Block::bordered()
+                .border_style(theme.focus())
+                .title(Line::styled(title, theme.title()))
+                // Copied from the screen, a wrapped line gains line breaks.
+                .title_bottom(Line::styled(
+                    " unwrapped: dbt-herd show STATE_DIR BATCH ",
+                    theme.dim(),
+                )),
+        ),
         rect,
     );
 }
@@ -129,7 +157,10 @@ pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // The question can outlive the batches it was about.
     let text = match app.running() {
         0 => "Nothing runs any more. Quit? (y / n)".to_string(),
-        n => format!("{n} batches are running. Stop them and quit? (y / n)"),
+        n => format!(
+            "{} running. Stop them and quit? (y / n)",
+            crate::text::plural::plural(n, "batch is", "batches are")
+        ),
     };
     let rect = centered(area, cells(text.chars().count()).saturating_add(4), 3);
     frame.render_widget(Clear, rect);

@@ -479,3 +479,26 @@ fn a_pane_says_parsing_until_dbt_counts_its_nodes_and_a_failed_bar_is_red() {
         "the failed batch's bar"
     );
 }
+
+#[test]
+fn y_shows_the_command_an_attempt_ran_whole() {
+    use crate::engine::messages::{AttemptOutcome, AttemptView, HistoryKind};
+    for size in SIZES {
+        let mut app = mid_run(size);
+        let mut v = app.batches[3].clone();
+        v.history = vec![AttemptView {
+            number: 1,
+            kind: HistoryKind::Run,
+            worker: 1,
+            started_at: NOW - 3.0,
+            duration_s: None,
+            outcome: AttemptOutcome::Running,
+            command: Some(
+                "DBT_ENV_CUSTOM_ENV_HERD_BATCH=2024-01-04 DUCKDB_PATH=/wh/worker1.duckdb /venv/bin/dbt build --vars '{\"start_date\": \"2024-01-04\", \"end_date\": \"2024-01-05\"}' --log-format json --threads 1 --target-path /state/batches/2024-01-04/target --log-path /state/batches/2024-01-04/logs".into(),
+            ),
+        }];
+        app.update(Msg::Engine(Event::BatchChanged(v)));
+        press(&mut app, KeyCode::Char('y'));
+        insta::assert_snapshot!(format!("command_{}x{}", size.0, size.1), screen(&app));
+    }
+}

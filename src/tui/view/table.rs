@@ -66,7 +66,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     if let Some(v) = view
         && geo.detail.height > 0
     {
-        draw_detail(frame, geo.detail, v, theme);
+        draw_detail(frame, geo.detail, app, v, theme);
     }
 }
 
@@ -178,16 +178,24 @@ pub fn failure_lines<'a>(v: &BatchView, theme: &Theme) -> Vec<Line<'a>> {
         .collect()
 }
 
-fn draw_detail(frame: &mut Frame, area: Rect, v: &BatchView, theme: &Theme) {
+fn draw_detail(frame: &mut Frame, area: Rect, app: &App, v: &BatchView, theme: &Theme) {
+    let failed = v.status == BatchStatus::Failed;
+    let keys = if failed {
+        "r retry · e edit · s split · y command · v log · E sql"
+    } else {
+        "y command · v log"
+    };
     let block = Block::bordered().title(Line::styled(
-        format!(
-            " {} · r retry · e edit · s split · y command · v log · E sql ",
-            sanitize_plain(&v.label, 60)
-        ),
-        theme.error(),
+        format!(" {} · {keys} ", sanitize_plain(&v.label, 60)),
+        if failed { theme.error() } else { theme.title() },
     ));
+    let mut lines: Vec<Line> = crate::tui::attempts::lines(v, app.now)
+        .into_iter()
+        .map(|l| Line::styled(l, theme.dim()))
+        .collect();
+    lines.extend(failure_lines(v, theme));
     frame.render_widget(
-        Paragraph::new(failure_lines(v, theme))
+        Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .block(block),
         area,
