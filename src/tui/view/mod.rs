@@ -1,5 +1,6 @@
 //! Drawing: a pure function of the app state onto a ratatui frame.
 
+mod columns;
 mod footer;
 mod grid;
 mod header;

@@ -6,7 +6,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 
-use super::text::{bar, bytes, log_line};
+use super::text::{bar, bytes, fit, log_line};
 use crate::dbt::argv::AttemptKind;
 use crate::engine::messages::WarmState;
 use crate::engine::{BatchStatus, BatchView, WorkerView};
@@ -91,7 +91,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, pane: usize, theme: &Theme
     let w = &app.workers[pane];
     let focused = pane == app.focus;
     let view = app.pane_batch(pane).and_then(|b| app.batches.get(b));
-    let label = view.map_or_else(String::new, |v| sanitize_plain(&v.label, 60));
+    // Room in the top border: corners, the marker and worker number, spaces.
+    let room = usize::from(area.width).saturating_sub(10);
+    let label = view.map_or_else(String::new, |v| fit(&sanitize_plain(&v.label, 200), room));
     let marker = if focused { "▶" } else { " " };
     let border = if focused { theme.focus() } else { theme.dim() };
     let block = Block::bordered()

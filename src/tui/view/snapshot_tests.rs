@@ -502,3 +502,69 @@ fn y_shows_the_command_an_attempt_ran_whole() {
         insta::assert_snapshot!(format!("command_{}x{}", size.0, size.1), screen(&app));
     }
 }
+
+#[test]
+fn table_sorted_by_status_with_workers_held_by_the_budget() {
+    for size in SIZES {
+        let mut app = mid_run(size);
+        // Worker 4's batch ends; the budget (4, full) holds it from the next one.
+        let mut done = app.batches[6].clone();
+        done.status = BatchStatus::Succeeded;
+        done.worker = None;
+        app.update(Msg::Engine(Event::BatchChanged(done)));
+        app.update(Msg::Engine(Event::BudgetChanged(3)));
+        app.update(Msg::Engine(Event::WorkersChanged(
+            (1..=4)
+                .map(|n| WorkerView {
+                    number: n,
+                    paused: false,
+                    retiring: false,
+                    batch: (n < 4).then_some(2 + n),
+                    warm: None,
+                })
+                .collect(),
+        )));
+        assert_eq!(app.held_by_budget(), 1);
+        press(&mut app, KeyCode::Tab);
+        press(&mut app, KeyCode::Char('o'));
+        press(&mut app, KeyCode::Char('o'));
+        press(&mut app, KeyCode::Char('o'));
+        app.update(Msg::Tick(NOW + 20.0));
+        insta::assert_snapshot!(
+            format!("table_by_status_{}x{}", size.0, size.1),
+            screen(&app)
+        );
+    }
+}
+
+#[test]
+fn editing_a_failed_batch_says_it_reruns_in_full() {
+    for size in SIZES {
+        let mut app = mid_run(size);
+        press(&mut app, KeyCode::Tab);
+        app.selected = 2;
+        press(&mut app, KeyCode::Char('e'));
+        let text = format!("{}", screen(&app));
+        assert!(
+            text.contains("(applying starts a full rerun)") || size.0 < 100,
+            "{text}"
+        );
+        insta::assert_snapshot!(format!("edit_failed_{}x{}", size.0, size.1), text);
+    }
+}
+
+#[test]
+fn at_40x10_the_table_still_shows_rows_and_help_scrolls() {
+    let mut app = mid_run((40, 10));
+    press(&mut app, KeyCode::Tab);
+    app.selected = 2;
+    let table = format!("{}", screen(&app));
+    assert!(table.contains("2024-01-03"), "{table}");
+    insta::assert_snapshot!("table_40x10", table);
+    press(&mut app, KeyCode::Char('?'));
+    let top = format!("{}", screen(&app));
+    press(&mut app, KeyCode::PageDown);
+    let lower = format!("{}", screen(&app));
+    assert_ne!(top, lower, "help scrolls");
+    assert!(lower.contains("scroll (10/"), "{lower}");
+}

@@ -6,6 +6,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 
+use super::columns::{Col, Columns, columns};
 use super::pane::elapsed;
 use super::text::{cells, fit};
 use crate::engine::{BatchStatus, BatchView};
@@ -16,42 +17,31 @@ use crate::tui::failure::{self, Part};
 use crate::tui::layout::table_layout;
 use crate::tui::theme::Theme;
 
-/// Widest the batch column grows; longer labels end in an ellipsis.
-const LABEL_WIDTH: u16 = 28;
-
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let rows = app.rows();
     let selected = app.selected_row();
     let view = selected.and_then(|b| app.batches.get(b));
     let geo = table_layout(area, view);
 
-    let header = Row::new([
-        "",
-        "batch",
-        "status",
-        "att",
-        "time",
-        "ok/err/skip",
-        "w",
-        "q",
-        "error",
-    ])
-    .style(theme.bold());
-    let (label_w, error_w) = column_widths(app, &rows, geo.table.width);
+    let longest = rows
+        .iter()
+        .map(|&b| Span::raw(app.batches[b].label.as_str()).width())
+        .max()
+        .unwrap_or(0);
+    let cols = columns(geo.table.width, longest);
+    let header = Row::new(cols.shown.iter().map(|c| c.header())).style(theme.bold());
     let table_rows = rows
         .iter()
-        .map(|&b| row(app, &app.batches[b], theme, label_w, error_w));
-    let widths = [
-        Constraint::Length(5),
-        Constraint::Length(cells(label_w)),
-        Constraint::Length(9),
-        Constraint::Length(3),
-        Constraint::Length(7),
-        Constraint::Length(11),
-        Constraint::Length(2),
-        Constraint::Length(3),
-        Constraint::Min(cells(error_w)),
-    ];
+        .map(|&b| row(app, &app.batches[b], theme, &cols));
+    let widths: Vec<Constraint> = cols
+        .shown
+        .iter()
+        .map(|c| match c {
+            Col::Label => Constraint::Length(cells(cols.label)),
+            Col::Error => Constraint::Min(cells(cols.error)),
+            other => Constraint::Length(cells(other.fixed())),
+        })
+        .collect();
     let table = Table::new(table_rows, widths)
         .header(header)
         .row_highlight_style(theme.selected_row())
@@ -93,66 +83,53 @@ fn title(app: &App, shown: usize, theme: &Theme) -> Line<'static> {
     ])
 }
 
-/// Columns whose width depends on the text: the labels (as wide as the longest,
-/// up to `LABEL_WIDTH`) and the first error (the rest). Text cut to them ends in
-/// an ellipsis.
-fn column_widths(app: &App, rows: &[usize], table_width: u16) -> (usize, usize) {
-    // Border, the selection mark, eight gaps and the fixed columns.
-    const FIXED: usize = 2 + 1 + 8 + 5 + 9 + 3 + 7 + 11 + 2 + 3;
-    const MIN_ERROR: usize = 10;
-    let longest = rows
-        .iter()
-        .map(|&b| ratatui::text::Span::raw(app.batches[b].label.as_str()).width())
-        .max()
-        .unwrap_or(0);
-    let room = usize::from(table_width).saturating_sub(FIXED);
-    let label = longest
-        .clamp(5, usize::from(LABEL_WIDTH))
-        .min(room.saturating_sub(MIN_ERROR))
-        .max(5);
-    (label, room.saturating_sub(label).max(1))
-}
-
-fn row<'a>(app: &App, v: &'a BatchView, theme: &Theme, label_w: usize, error_w: usize) -> Row<'a> {
-    let c = v.counts;
-    let queue = app
-        .queue
-        .iter()
-        .position(|&b| b == v.index)
-        .map_or_else(String::new, |p| (p + 1).to_string());
-    let time = if v.attempts == 0 {
-        String::new()
-    } else {
-        fmt_duration(elapsed(app, v))
+fn row<'a>(app: &App, v: &'a BatchView, theme: &Theme, cols: &Columns) -> Row<'a> {
+    let cell = |c: Col| -> Cell<'a> {
+        match c {
+            Col::Index => {
+                let mark = if app.table.marks.contains(&v.index) {
+                    "●"
+                } else {
+                    " "
+                };
+                Cell::from(format!("{mark}{:>3}", v.index + 1)).style(theme.bold())
+            }
+            Col::Label => Cell::from(fit(&sanitize_plain(&v.label, 200), cols.label)),
+            Col::Status => {
+                Cell::from(app.status_text(v.index)).style(theme.status(v.status, v.suspended))
+            }
+            Col::Attempts => Cell::from(v.attempts.to_string()),
+            Col::Time if v.attempts == 0 => Cell::from(""),
+            Col::Time => Cell::from(fmt_duration(elapsed(app, v))),
+            // Counts of a finished attempt; a running one's progress is in its pane.
+            Col::Nodes if v.attempts == 0 || v.status == BatchStatus::Running => Cell::from(""),
+            Col::Nodes => {
+                let c = v.counts;
+                Cell::from(format!(
+                    "{}/{}/{}",
+                    c.success + c.pass,
+                    c.error + c.fail,
+                    c.skipped
+                ))
+            }
+            Col::Worker => Cell::from(v.worker.map_or_else(String::new, |w| w.to_string())),
+            Col::Queue => Cell::from(
+                app.queue
+                    .iter()
+                    .position(|&b| b == v.index)
+                    .map_or_else(String::new, |p| (p + 1).to_string()),
+            ),
+            Col::Error => {
+                let error = match (&v.error, app.wait(v.index)) {
+                    (Some(e), _) => failure::one_line(e, 200),
+                    (None, Some(w)) => app.wait_text(&w),
+                    (None, None) => String::new(),
+                };
+                Cell::from(fit(&error, cols.error)).style(theme.error())
+            }
+        }
     };
-    // Counts of a finished attempt; a running one's progress is in its pane.
-    let nodes = if v.attempts == 0 || v.status == BatchStatus::Running {
-        String::new()
-    } else {
-        format!("{}/{}/{}", c.success + c.pass, c.error + c.fail, c.skipped)
-    };
-    let wait = app.wait(v.index);
-    let error = match (&v.error, &wait) {
-        (Some(e), _) => failure::one_line(e, 200),
-        (None, Some(w)) => app.wait_text(w),
-        (None, None) => String::new(),
-    };
-    let mark = if app.table.marks.contains(&v.index) {
-        "●"
-    } else {
-        " "
-    };
-    Row::new(vec![
-        Cell::from(format!("{mark}{:>3}", v.index + 1)).style(theme.bold()),
-        Cell::from(fit(&sanitize_plain(&v.label, 200), label_w)),
-        Cell::from(app.status_text(v.index)).style(theme.status(v.status, v.suspended)),
-        Cell::from(v.attempts.to_string()),
-        Cell::from(time),
-        Cell::from(nodes),
-        Cell::from(v.worker.map_or_else(String::new, |w| w.to_string())),
-        Cell::from(queue),
-        Cell::from(fit(&error, error_w)).style(theme.error()),
-    ])
+    Row::new(cols.shown.iter().map(|&c| cell(c)).collect::<Vec<_>>())
 }
 
 /// A failed batch's failure, styled.
