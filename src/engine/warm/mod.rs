@@ -4,10 +4,13 @@
 //! - `protocol`: the line-JSON protocol with the worker program
 //!   (`assets/worker/herd_worker.py`), over pipes of its own;
 //! - `process`: starting a worker process with those pipes;
-//! - `slot`: one slot's actor (a batch at a time, the stop ladder, replacement);
+//! - `slot`: one slot's actor (its worker's start and parse, a batch at a time,
+//!   replacement);
+//! - `batch`: one batch on a worker (its logs, reports and the stop ladder);
 //! - `launcher`: the `Launcher` that hands batches to slots;
 //! - `check`: warm or cold (do batches parse alike?).
 
+mod batch;
 pub(crate) mod check;
 pub(crate) mod launcher;
 mod process;
