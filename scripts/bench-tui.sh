@@ -42,11 +42,11 @@ ticks=$(getconf CLK_TCK)
 cpu=$(awk -v t="$ticks" '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) / t }' "/proc/$pid/stat")
 rss=$(awk '/VmHWM/ { print $2 / 1024 }' "/proc/$pid/status")
 tmux -L "$sock" send-keys -t bench q
-for _ in $(seq 50); do [ -s "$work/frames" ] && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "^frames:" "$work/frames" 2>/dev/null && break; sleep 0.1; done
 
 printf 'workers %s, %s daily windows, terminal %s\n' "$workers" "$days" "$size"
 awk -v s="$start" -v e="$end" -v c="$cpu" -v r="$rss" 'BEGIN {
   w = e - s
   printf "wall %.1f s · dbt-herd CPU %.2f s (%.1f%% of one core) · peak RSS %.0f MiB\n", w, c, 100 * c / w, r
 }'
-cat "$work/frames"
+grep "^frames:" "$work/frames"

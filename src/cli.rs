@@ -35,6 +35,59 @@ pub(crate) enum Command {
     Demo(DemoArgs),
     /// Show one batch of a run: its attempts, the command each ran, and why it failed.
     Show(ShowArgs),
+    /// Open the TUI on a running run (default: the newest live run under .dbt-herd/).
+    Attach(AttachArgs),
+    /// Stop a running run (its batches get the stop ladder); exits with the run's exit code.
+    Stop(StopArgs),
+    /// List the runs under .dbt-herd/ (or DIR): live or finished, and their batches.
+    Ls(LsArgs),
+    /// The engine of a detached run (started by `run`; reads its options on stdin).
+    #[command(hide = true)]
+    Serve,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AttachArgs {
+    /// The run's state dir [default: the newest live run under .dbt-herd/].
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Watch only: keys that would change the run do nothing.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Print progress lines instead of the TUI, and exit with the run's exit code when it ends.
+    #[arg(long)]
+    pub headless: bool,
+    /// Leave the mouse to the terminal (select and copy text as usual).
+    #[arg(long)]
+    pub no_mouse: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// The run's state dir.
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    /// Where the runs' state dirs are [default: .dbt-herd].
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// One JSON document for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a served run does when the terminal of its TUI goes away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnHangup {
+    /// The run goes on; `dbt-herd attach` comes back to it.
+    #[default]
+    Detach,
+    /// The run stops, every batch with the stop ladder (exit 129).
+    Stop,
 }
 
 /// Whether the batches share one warehouse (and so must be ordered).
@@ -210,6 +263,18 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     #[serde(skip)]
     pub no_mouse: bool,
+
+    /// Start the run in the background and return: prints its state dir (attach,
+    /// stop and ls find it there).
+    #[arg(long, conflicts_with = "headless")]
+    #[serde(skip)]
+    pub detach: bool,
+
+    /// When the TUI's terminal goes away (an SSH drop): detach (the run goes on) or
+    /// stop the run [default: detach].
+    #[arg(long, value_name = "WHAT")]
+    #[serde(skip)]
+    pub on_hangup: Option<OnHangup>,
 
     /// Seconds between SIGINT and SIGTERM when stopping a batch [default: 10].
     #[arg(long, value_name = "SECS", hide = true, value_parser = seconds)]

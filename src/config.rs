@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::cli::{DbtCommand, EnvTemplate, RunArgs};
 use crate::error::UsageResult;
 use crate::plan::{self, PlanSpec, Step};
+use crate::secret;
 use crate::usage;
 
 /// Everything an engine needs to run a plan, validated.
@@ -170,7 +171,32 @@ pub(crate) fn normalized_for_storage(a: &RunArgs) -> RunArgs {
     s.state_dir = None;
     s.resume = None;
     s.headless = false;
+    // A secret's value never reaches the state dir: a resume takes it from its
+    // own environment again (`refill_secrets`).
+    for e in &mut s.env {
+        if secret::is_secret_key(&e.key) {
+            e.value = secret::MASK.to_string();
+        }
+    }
     s
+}
+
+/// The secrets a resumed run's stored options hold as masks, taken from the
+/// resuming process's environment. A missing one is a usage error naming it.
+pub(crate) fn refill_secrets(args: &mut RunArgs) -> UsageResult<()> {
+    for e in &mut args.env {
+        if secret::is_secret_key(&e.key) && e.value == secret::MASK {
+            e.value = std::env::var(&e.key).map_err(|_| {
+                usage!(
+                    "--resume: the secret --env {} is not stored in the state dir; set {} in the environment (or pass --env {}=...)",
+                    e.key,
+                    e.key,
+                    e.key
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Options given with `--resume` override the stored ones, field by field.
@@ -212,6 +238,8 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         resume: given.resume.clone(),
         headless: given.headless,
         no_mouse: given.no_mouse,
+        detach: given.detach,
+        on_hangup: given.on_hangup,
         grace_int: given.grace_int.or(stored.grace_int),
         grace_term: given.grace_term.or(stored.grace_term),
         extra: pick_vec(&given.extra, &stored.extra),

@@ -179,6 +179,7 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
                 handle,
                 std::io::stdout(),
                 Some(late_delivery(dirs, "the batch's retry will pick it up")),
+                true,
             )
             .await?
         };

@@ -7,13 +7,20 @@ use clap::Parser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use color_eyre::eyre::WrapErr;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, OnHangup, RunArgs};
 use crate::engine::process;
 use crate::error::{UsageError, exit};
-use crate::{demo, report, show, start, tui};
+use crate::{config, demo, report, runs, server, show, start, tui};
 
 /// Runs dbt-herd with the process's arguments; returns the exit status.
 pub fn main() -> i32 {
+    // Everything dbt-herd and its dbt processes create is private to this user
+    // (directories 0700, files 0600): state dirs hold logs, compiled SQL and
+    // the run's options, on build boxes other people use too.
+    // SAFETY: umask only sets this process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     install_hooks();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -148,32 +155,81 @@ pub(crate) fn runtime() -> color_eyre::Result<tokio::runtime::Runtime> {
 fn run(cli: Cli) -> color_eyre::Result<i32> {
     match cli.command {
         Command::Run(args) => {
-            let mut prepared = start::prepare(&args)?;
             let interactive = !args.headless && tui_possible();
-            runtime()?.block_on(async {
-                if let Some(sig) = until_signal("resolving the plan", prepared.resolve()).await? {
-                    return Ok(exit::SIGNAL_BASE + sig);
-                }
-                if let Some(sig) = until_signal("preparing dbt", prepared.choose_mode()).await? {
-                    return Ok(exit::SIGNAL_BASE + sig);
-                }
-                let outcome = if interactive {
-                    let handle = start::start(prepared, true)?;
-                    let opts = tui::TuiOptions {
-                        mouse: !args.no_mouse,
-                        ..Default::default()
-                    };
-                    tui::run(handle, opts).await?
-                } else {
-                    let handle = start::start(prepared, false)?;
-                    report::run_headless(handle, std::io::stdout(), None).await?
-                };
-                Ok(outcome.exit_code())
-            })
+            if args.detach || interactive {
+                return run_served(&args, interactive && !args.detach);
+            }
+            run_headless(&args)
         }
+        Command::Serve => server::daemon::serve(),
+        Command::Attach(args) => runtime()?.block_on(runs::attach(&args, tui_possible())),
+        Command::Stop(args) => runtime()?.block_on(runs::stop(&args, &mut std::io::stdout())),
+        Command::Ls(args) => runtime()?.block_on(runs::ls(&args, &mut std::io::stdout())),
         Command::Demo(args) => demo::run(&args, !args.headless && tui_possible()),
         Command::Show(args) => show::run(&args, &mut std::io::stdout().lock()),
     }
+}
+
+/// A run in the background, with the TUI attached to it (`tui`) or not
+/// (`--detach`: print the state dir and return).
+fn run_served(args: &RunArgs, tui: bool) -> color_eyre::Result<i32> {
+    if args.resume.is_none() {
+        // Bad options are reported here, at once, not from the background.
+        config::RunSettings::from_args(args)?;
+    }
+    runtime()?.block_on(async {
+        let state_dir = match server::daemon::launch(args, tui).await? {
+            Ok(dir) => dir,
+            Err(code) => return Ok(code),
+        };
+        let shown = state_dir.display().to_string();
+        if !tui {
+            println!("{shown}");
+            eprintln!(
+                "dbt-herd: the run goes on in the background · attach: dbt-herd attach {shown} · stop: dbt-herd stop {shown} · log: {shown}/{}",
+                server::daemon::LOG_FILE
+            );
+            return Ok(exit::OK);
+        }
+        let link = match server::client::RemoteLink::connect(&state_dir, false).await {
+            Ok(l) => l,
+            Err(e) => {
+                return Err(color_eyre::eyre::eyre!(
+                    "the run started but its control socket does not answer ({e:?}); see {shown}/{}",
+                    server::daemon::LOG_FILE
+                ));
+            }
+        };
+        let opts = tui::TuiOptions {
+            mouse: !args.no_mouse,
+            stop_on_hangup: args.on_hangup == Some(OnHangup::Stop),
+            ..Default::default()
+        };
+        tui::attach(link, opts, &shown).await
+    })
+}
+
+/// A headless run in the foreground: the engine in this process, served on its
+/// control socket too (so `attach` can watch or steer it), stopped by SIGHUP.
+fn run_headless(args: &RunArgs) -> color_eyre::Result<i32> {
+    let started = std::time::Instant::now();
+    let mut prepared = start::prepare(args)?;
+    let state_dir = prepared.state.root.clone();
+    runtime()?.block_on(async {
+        if let Some(sig) = until_signal("resolving the plan", prepared.resolve()).await? {
+            return Ok(exit::SIGNAL_BASE + sig);
+        }
+        if let Some(sig) = until_signal("preparing dbt", prepared.choose_mode()).await? {
+            return Ok(exit::SIGNAL_BASE + sig);
+        }
+        let handle = start::start(prepared, true)?;
+        let opts = server::ServeOptions {
+            wait_for_client: None,
+        };
+        let (server, local) = server::Server::start(handle, &state_dir, &opts)?;
+        let outcome = report::run_headless(local, std::io::stdout(), None, false).await?;
+        Ok(server::daemon::finish(server, outcome, &state_dir, started).await)
+    })
 }
 
 #[cfg(test)]

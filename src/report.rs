@@ -11,7 +11,9 @@ use crate::engine::{
     BatchStatus, BatchView, Command, EngineHandle, EngineOutcome, Event, RunInfo, SummaryStatus,
 };
 use crate::error::exit;
+use crate::link::Link;
 use crate::progress::{Totals, eta_secs, fmt_duration};
+use crate::server::client::RemoteLink;
 use crate::text::plural::plural;
 use crate::text::sanitize::sanitize_plain;
 
@@ -299,10 +301,14 @@ fn summary_lines(
 
 /// Drives a run to the end with line output. The first SIGINT/SIGTERM/SIGHUP stops
 /// every batch with the stop ladder; a second SIGINT goes straight to SIGKILL.
+///
+/// `stop_when_idle`: end the run when nothing more will start. Off when a control
+/// server decides that (it keeps a run going while a client could retry).
 pub(crate) async fn run_headless<W: Write>(
     mut handle: EngineHandle,
     out: W,
     mut observer: Option<Observer>,
+    stop_when_idle: bool,
 ) -> color_eyre::Result<Outcome> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -327,7 +333,7 @@ pub(crate) async fn run_headless<W: Write>(
                     obs(&ev, &mut r.out);
                 }
                 match ev {
-                    Event::Idle => {
+                    Event::Idle if stop_when_idle => {
                         handle.send(Command::Shutdown { force: false });
                     }
                     Event::Stopped => break,
@@ -368,4 +374,56 @@ pub(crate) async fn run_headless<W: Write>(
     };
     r.final_report(&outcome);
     Ok(outcome)
+}
+
+/// Prints a served run's progress as a headless run would, until it ends; its
+/// exit status then. A signal only stops the watching: the run goes on.
+pub(crate) async fn watch<W: Write>(
+    link: &mut RemoteLink,
+    out: W,
+    state_dir: &str,
+) -> color_eyre::Result<i32> {
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut r = Reporter {
+        out,
+        info: None,
+        batches: Vec::new(),
+        started: std::time::Instant::now(),
+        workers: 0,
+        paused: false,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    let sig = loop {
+        tokio::select! {
+            ev = link.next_event() => {
+                let Some(ev) = ev else { break None };
+                r.on_event(&ev);
+            }
+            _ = tick.tick() => r.totals_line(),
+            _ = sigint.recv() => break Some(libc::SIGINT),
+            _ = sigterm.recv() => break Some(libc::SIGTERM),
+            _ = sighup.recv() => break Some(libc::SIGHUP),
+        }
+    };
+    let dir = clean(state_dir);
+    if let Some(sig) = sig {
+        r.line(&format!(
+            "stopped watching; the run goes on: dbt-herd attach {dir}"
+        ));
+        return Ok(crate::error::exit::SIGNAL_BASE + sig);
+    }
+    let _ = writeln!(r.out);
+    if let Some(end) = link.end() {
+        for line in &end.lines {
+            let _ = writeln!(r.out, "{line}");
+        }
+        let _ = r.out.flush();
+        return Ok(end.exit_code);
+    }
+    let _ = r.out.flush();
+    eprintln!("dbt-herd: lost the connection to the run; its log is {dir}/herd.log");
+    Ok(crate::error::exit::INTERNAL)
 }

@@ -14,6 +14,7 @@ use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
 use crate::graph::resolve::{self, PlanReport};
 use crate::plan::{self, Batch};
 use crate::state_dir::StateDir;
+use crate::state_lock;
 use crate::usage;
 
 pub(crate) struct PreparedRun {
@@ -46,6 +47,10 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
             .clone()
             .unwrap_or_else(StateDir::default_path),
     );
+    // The lock comes before anything in the dir is read: two runs started on
+    // one dir at once cannot both see "no run.json" and both run the plan.
+    StateDir::make_private(&root)?;
+    state_lock::hold(&root)?;
     if root.join(crate::state_dir::RUN_FILE).exists() {
         return Err(usage!(
             "state dir '{}' already holds a run; continue it with --resume {}",
@@ -71,8 +76,14 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
 }
 
 fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<PreparedRun> {
+    if dir.join(crate::state_dir::RUN_FILE).is_file() {
+        // Before anything is read: a live run's journal and processes are its own.
+        state_lock::hold(dir)?;
+        StateDir::make_private(dir)?;
+    }
     let (state, stored) = StateDir::open_for_resume(dir)?;
-    let merged = config::merge_resume(&stored.args, given);
+    let mut merged = config::merge_resume(&stored.args, given);
+    config::refill_secrets(&mut merged)?;
     let settings = RunSettings::from_args(&merged)?;
     let plan = plan::build(&settings.plan);
     let journal_path = state.journal_path();

@@ -2,7 +2,8 @@
 //! batch's dbt target and logs.
 //!
 //! ```text
-//! <state dir>/run.json                 the run's options (for --resume)
+//! <state dir>/lock                     held by the live run (its pid inside)
+//! <state dir>/run.json                 the run's options (for --resume; secrets masked)
 //! <state dir>/journal.jsonl            append-only, fsynced record of attempts
 //! <state dir>/summary.json             kept current while running
 //! <state dir>/batches/<id>/target/     dbt --target-path (run_results.json, compiled SQL)
@@ -68,6 +69,17 @@ impl StateDir {
     }
     pub fn summary_path(&self) -> PathBuf {
         self.root.join(SUMMARY_FILE)
+    }
+
+    /// Creates `root` (and its parents) if need be and makes it private to this
+    /// user, whatever the umask or an older dbt-herd left: it holds logs, compiled
+    /// SQL and the run's options.
+    pub fn make_private(root: &Path) -> color_eyre::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(root)
+            .wrap_err_with(|| format!("cannot create the state dir {}", root.display()))?;
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))
+            .wrap_err_with(|| format!("cannot make the state dir {} private", root.display()))
     }
 
     /// Creates the dir for a new run and stores its options.

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::demo::*;
@@ -136,7 +137,7 @@ fn p_suspends_a_worker_and_q_then_y_leaves_no_dbt_process() {
     tmux.wait("PAUSED again", LONG, |s| s.contains("PAUSED"));
     tmux.keys(&["q"]);
     tmux.wait("the quit question", LONG, |s| {
-        s.contains("Stop them and quit?")
+        s.contains("Stop the run (y), detach (d), or go back (n)?")
     });
     tmux.keys(&["y"]);
     let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
@@ -234,13 +235,100 @@ fn osc_title_and_clipboard_sequences_in_dbt_output_are_shown_inert() {
     assert!(end.contains("EXIT=0"), "{end}");
 }
 
+/// The run lives in a process of its own: an SSH drop (the terminal and its
+/// tmux server gone) leaves it running; a second terminal attaches to it, `d`
+/// leaves it again, and `dbt-herd stop` ends it.
 #[test]
-fn losing_the_terminal_stops_every_dbt_process() {
+fn losing_the_terminal_leaves_the_run_going_and_attach_comes_back() {
     let (_tmp, dirs, dbt) = demo();
     let t = tag("tui-hangup");
     let _reaper = Reaper(t.clone());
+    let state = dirs.root.join("state");
     let tmux = tui(
         "hangup",
+        &dirs,
+        &dbt,
+        &t,
+        // Cold and slow enough that batches still run when the terminal goes.
+        &[
+            "--mode",
+            "cold",
+            "--backfill",
+            "2024-01-02..2024-01-10",
+            "-w",
+            "2",
+        ],
+        "",
+    );
+    tmux.wait("batches to run", LONG, |s| header(s).contains("2 running"));
+    drop(tmux);
+    // The run goes on: its socket answers and its batches keep finishing.
+    let listed = |state: &std::path::Path| {
+        let out = output({
+            let mut c = Command::new(bin());
+            c.arg("ls").arg(state.parent().unwrap()).arg("--json");
+            c
+        });
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(
+        listed(&state)["runs"][0]["live"],
+        true,
+        "{}",
+        listed(&state)
+    );
+    assert!(
+        wait_for(LONG, || summary(&state)["batches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["status"] == "succeeded")),
+        "no batch finished after the terminal went: {}",
+        summary(&state)
+    );
+
+    let again = Tmux::start(
+        "hangup-attach",
+        &shell_line([bin().as_os_str(), "attach".as_ref(), state.as_os_str()]),
+        120,
+        36,
+        "",
+    );
+    again.wait("the attached TUI", LONG, |s| header(s).contains("done"));
+    again.keys(&["d"]);
+    let left = again.wait("the TUI to detach", LONG, |s| s.contains("EXIT="));
+    assert!(left.contains("detached: the run goes on"), "{left}");
+    assert!(left.contains("EXIT=0"), "{left}");
+    assert!(!tagged_processes(&t).is_empty() || summary(&state)["finished_at"].is_string());
+
+    let stop = output({
+        let mut c = Command::new(bin());
+        c.arg("stop").arg(&state);
+        c
+    });
+    let code = stop.status.code();
+    assert!(matches!(code, Some(0 | 1)), "stop: {stop:?}");
+    assert_eq!(
+        summary(&state)["exit_code"],
+        code.unwrap(),
+        "{}",
+        summary(&state)
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || tagged_processes(&t).is_empty()),
+        "dbt processes outlived the stop: {:?}",
+        tagged_processes(&t)
+    );
+    assert_eq!(listed(&state)["runs"][0]["live"], false);
+}
+
+#[test]
+fn with_on_hangup_stop_losing_the_terminal_stops_every_dbt_process() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("tui-hangup-stop");
+    let _reaper = Reaper(t.clone());
+    let tmux = tui(
+        "hangup-stop",
         &dirs,
         &dbt,
         &t,
@@ -249,6 +337,8 @@ fn losing_the_terminal_stops_every_dbt_process() {
         &[
             "--mode",
             "cold",
+            "--on-hangup",
+            "stop",
             "--backfill",
             "2024-01-02..2024-01-04",
             "-w",
@@ -265,7 +355,7 @@ fn losing_the_terminal_stops_every_dbt_process() {
         "dbt processes outlived the terminal: {:?}",
         tagged_processes(&t)
     );
-    // dbt-herd itself ended the run: the summary is final and says the running
+    // The run was ended cleanly: the summary is final and says the running
     // batches were stopped, so `--resume` will run them again.
     let state = dirs.root.join("state");
     assert!(
@@ -282,6 +372,12 @@ fn losing_the_terminal_stops_every_dbt_process() {
         .map(|b| b["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["cancelled", "cancelled"], "{s}");
+    assert!(
+        wait_for(Duration::from_secs(10), || s["exit_code"] == 129
+            || summary(&state)["exit_code"] == 129),
+        "a hang-up is exit 129: {}",
+        summary(&state)
+    );
 }
 
 /// `s` splits the failed late window into one batch per model in dbt's order:

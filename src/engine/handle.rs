@@ -23,14 +23,16 @@ pub(crate) struct EngineOutcome {
 pub(crate) struct EngineHandle {
     commands: mpsc::Sender<Command>,
     events: mpsc::Receiver<Event>,
-    join: tokio::task::JoinHandle<EngineOutcome>,
+    join: tokio::task::JoinHandle<color_eyre::Result<EngineOutcome>>,
 }
 
 impl EngineHandle {
-    pub(super) fn new(
+    /// A grip on the task that ends with the engine's outcome: the engine's own,
+    /// or the control server's that stands between the engine and a face.
+    pub(crate) fn new(
         commands: mpsc::Sender<Command>,
         events: mpsc::Receiver<Event>,
-        join: tokio::task::JoinHandle<EngineOutcome>,
+        join: tokio::task::JoinHandle<color_eyre::Result<EngineOutcome>>,
     ) -> Self {
         Self {
             commands,
@@ -65,6 +67,6 @@ impl EngineHandle {
         // Dropping the command sender also stops an engine nobody told to stop.
         drop(commands);
         drop(events);
-        join.await.wrap_err("the engine task failed")
+        join.await.wrap_err("the engine task failed")?
     }
 }

@@ -22,7 +22,12 @@ impl AttemptCommand {
                 .chain(inv.args.iter().cloned())
                 .collect(),
             // A later value for a name wins, as it does in the child's environment.
-            env: inv.env.iter().cloned().collect(),
+            // Secrets show as a mask: this goes to the journal and the faces.
+            env: inv
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), crate::secret::shown(k, v).to_string()))
+                .collect(),
         }
     }
 

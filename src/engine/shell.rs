@@ -131,7 +131,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         groups: groups_tx,
         warm: warm_status.unwrap_or_else(|| mpsc::channel(1).1),
     };
-    let join = tokio::spawn(shell.run(inputs, sampler_error));
+    let join = tokio::spawn(async move { Ok(shell.run(inputs, sampler_error).await) });
     Ok(EngineHandle::new(commands_tx, events, join))
 }
 

@@ -150,3 +150,17 @@ impl Summary {
         self.batches.iter().all(|b| b.status.is_ok())
     }
 }
+
+/// Adds the run's exit status to its summary.json (`"exit_code"`), once the run
+/// has ended and its face has decided it. The file is replaced atomically.
+pub(crate) fn record_exit_code(path: &std::path::Path, code: i32) -> std::io::Result<()> {
+    let bytes = std::fs::read(path)?;
+    let mut doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    if let Some(map) = doc.as_object_mut() {
+        map.insert("exit_code".into(), code.into());
+    }
+    let text = serde_json::to_vec_pretty(&doc)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    crate::state_dir::write_atomic(path, &text)
+}

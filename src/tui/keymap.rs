@@ -6,6 +6,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Quit,
+    Detach,
     Help,
     Back,
     Up,
@@ -61,6 +62,7 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
     }
     Some(match key.code {
         KeyCode::Char('q') => Quit,
+        KeyCode::Char('d') => Detach,
         KeyCode::Char('?') => Help,
         KeyCode::Esc => Back,
         KeyCode::Up | KeyCode::Char('k') => Up,
@@ -107,7 +109,8 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
     (
         "Anywhere",
         &[
-            ("q", "quit (asks first while batches run; y confirms)"),
+            ("q", "quit (asks while batches run: y stop, d detach)"),
+            ("d", "detach: the run goes on; dbt-herd attach returns"),
             ("? / Esc", "help / back"),
             ("arrows, h j k l", "move between panes or rows"),
             ("Enter", "zoom the focused pane or selected batch"),

@@ -25,7 +25,10 @@ use super::view;
 use crate::clock::now_secs;
 use crate::dbt::events::Level;
 use crate::engine::{Command, EngineHandle, Event};
+use crate::error::exit;
+use crate::link::Link;
 use crate::report::{Ending, Observer, Outcome};
+use crate::server::client::RemoteLink;
 
 /// At most this often a frame (about 30 per second).
 const FRAME: Duration = Duration::from_millis(33);
@@ -41,6 +44,10 @@ pub(crate) struct TuiOptions {
     pub frame_stats: bool,
     /// Clicks and the wheel go to the TUI (off: to the terminal's selection).
     pub mouse: bool,
+    /// A served run: stop it when the terminal goes away, instead of detaching.
+    pub stop_on_hangup: bool,
+    /// Watch only: no key sends the run a command.
+    pub read_only: bool,
 }
 
 impl Default for TuiOptions {
@@ -50,6 +57,8 @@ impl Default for TuiOptions {
             observer: None,
             frame_stats: std::env::var_os("DBT_HERD_FRAME_STATS").is_some(),
             mouse: true,
+            stop_on_hangup: false,
+            read_only: false,
         }
     }
 }
@@ -132,7 +141,9 @@ pub(crate) async fn run(
     let size = term.size().unwrap_or_default();
     let mut app = App::new(now_secs(), (size.width, size.height));
     let mut stats = FrameStats { draws: Vec::new() };
-    let result = event_loop(&mut term, &mut handle, &mut app, &mut opts, &mut stats).await;
+    let result = event_loop(&mut term, &mut handle, &mut app, &mut opts, &mut stats)
+        .await
+        .map(|_| ());
     leave();
     if result.is_err() {
         // Whatever broke the loop, no dbt process outlives the run.
@@ -155,6 +166,86 @@ pub(crate) async fn run(
     Ok(outcome)
 }
 
+/// Runs the TUI on a run served by another process until the run ends, the user
+/// detaches, or the terminal goes away. Returns the exit status: the run's own
+/// when it ended, 0 when detached.
+pub(crate) async fn attach(
+    mut link: RemoteLink,
+    mut opts: TuiOptions,
+    state_dir: &str,
+) -> color_eyre::Result<i32> {
+    install_panic_restore();
+    let mut term = enter(opts.mouse).wrap_err("cannot set up the terminal for the TUI")?;
+    let size = term.size().unwrap_or_default();
+    let mut app = App::new(now_secs(), (size.width, size.height));
+    app.detachable = true;
+    app.read_only = opts.read_only;
+    let mut stats = FrameStats { draws: Vec::new() };
+    let result = event_loop(&mut term, &mut link, &mut app, &mut opts, &mut stats).await;
+    if matches!(result, Ok(LoopEnd::Hangup)) {
+        // Nobody reads this terminal any more: write nothing to it.
+        disown_terminal();
+        return Ok(exit::SIGNAL_BASE + libc::SIGHUP);
+    }
+    leave();
+    let end = result.wrap_err("the TUI failed")?;
+    if opts.frame_stats {
+        eprintln!("{}", stats.report());
+    }
+    let dir = crate::report::clean(state_dir);
+    if end == LoopEnd::Detached {
+        println!("detached: the run goes on (pid {})", link.pid);
+        println!("attach with: dbt-herd attach {dir}");
+        println!("stop with:   dbt-herd stop {dir}");
+        return Ok(exit::OK);
+    }
+    // The engine has stopped; the run's last word (its exit status) follows.
+    let end = match link.end().cloned() {
+        Some(e) => Some(e),
+        None => tokio::time::timeout(Duration::from_secs(30), link.wait_end())
+            .await
+            .ok()
+            .flatten(),
+    };
+    let Some(end) = end else {
+        eprintln!("dbt-herd: lost the connection to the run; its log is {dir}/herd.log");
+        return Ok(exit::INTERNAL);
+    };
+    for line in &end.lines {
+        println!("{line}");
+    }
+    Ok(end.exit_code)
+}
+
+/// Points stdin, stdout and stderr at /dev/null: after a hang-up, a write to
+/// the dead terminal fails, and a failed print in a panic or a drop would abort.
+fn disown_terminal() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..=2 {
+            // SAFETY: dup2 onto the standard descriptors, which stay open.
+            unsafe {
+                libc::dup2(null.as_raw_fd(), fd);
+            }
+        }
+    }
+}
+
+/// How the event loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoopEnd {
+    /// The run ended (or the engine stopped).
+    Done,
+    /// The user detached (`d`).
+    Detached,
+    /// The terminal went away and the run goes on without it.
+    Hangup,
+}
+
 /// Hands an engine event to the app, and to the observer (whose words become a notice).
 fn feed(app: &mut App, ev: Event, observer: &mut Option<Observer>) -> Vec<Effect> {
     let mut said = Vec::new();
@@ -173,13 +264,15 @@ fn feed(app: &mut App, ev: Event, observer: &mut Option<Observer>) -> Vec<Effect
     fx
 }
 
-async fn event_loop(
+async fn event_loop<L: Link>(
     term: &mut Term,
-    handle: &mut EngineHandle,
+    handle: &mut L,
     app: &mut App,
     opts: &mut TuiOptions,
     stats: &mut FrameStats,
-) -> io::Result<()> {
+) -> io::Result<LoopEnd> {
+    // A served run outlives its terminal, unless asked otherwise.
+    let leave_on_hangup = app.detachable && !opts.stop_on_hangup;
     let mut keys = EventStream::new();
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -197,7 +290,7 @@ async fn event_loop(
     loop {
         let effects = tokio::select! {
             ev = handle.next_event() => {
-                let Some(ev) = ev else { return Ok(()) };
+                let Some(ev) = ev else { return Ok(LoopEnd::Done) };
                 let mut fx = feed(app, ev, &mut opts.observer);
                 // Take what else is queued before drawing, so a log flood costs
                 // one frame, not one frame per line.
@@ -226,6 +319,7 @@ async fn event_loop(
                 Some(Ok(_)) => Vec::new(),
                 // The terminal is gone. (On a hang-up crossterm may instead keep
                 // retrying its read; SIGHUP and failed draws catch that case.)
+                Some(Err(_)) | None if leave_on_hangup => return Ok(LoopEnd::Hangup),
                 Some(Err(_)) | None => detach(&mut detached, app),
             },
             _ = clock.tick() => {
@@ -238,6 +332,9 @@ async fn event_loop(
                 app.update(Msg::Tick(now_secs()));
                 let t = Instant::now();
                 if term.draw(|f| view::draw(f, app, &opts.theme)).is_err() {
+                    if leave_on_hangup {
+                        return Ok(LoopEnd::Hangup);
+                    }
                     detach(&mut detached, app)
                 } else {
                     if opts.frame_stats {
@@ -248,11 +345,29 @@ async fn event_loop(
             }
             _ = sigint.recv() => app.update(Msg::Signal(libc::SIGINT)),
             _ = sigterm.recv() => app.update(Msg::Signal(libc::SIGTERM)),
-            _ = sighup.recv() => detach(&mut detached, app),
+            _ = sighup.recv() => {
+                if leave_on_hangup {
+                    return Ok(LoopEnd::Hangup);
+                }
+                detach(&mut detached, app)
+            }
         };
         for fx in effects {
             match fx {
+                Effect::Send(cmd) if opts.read_only => {
+                    // Quitting a watcher leaves the run alone.
+                    if matches!(cmd, Command::Shutdown { .. }) {
+                        return Ok(LoopEnd::Detached);
+                    }
+                    app.update(Msg::Engine(Event::Notice {
+                        level: Level::Warn,
+                        text: "read-only: this TUI only watches (attach without --read-only to steer the run)".into(),
+                    }));
+                }
                 Effect::Send(cmd) => {
+                    if let (Command::Shutdown { .. }, Some(sig)) = (&cmd, app.interrupted) {
+                        handle.interrupted(sig);
+                    }
                     if !handle.send(cmd) {
                         app.update(Msg::Engine(Event::Notice {
                             level: Level::Warn,
@@ -290,18 +405,20 @@ async fn event_loop(
                     )?;
                     dirty = true;
                 }
-                Effect::Exit => return Ok(()),
+                Effect::Exit => return Ok(LoopEnd::Done),
+                Effect::Detach => return Ok(LoopEnd::Detached),
             }
         }
     }
 }
 
-/// The terminal went away (hang-up, read or write error): stop the run once, and
-/// draw or read no more.
+/// The terminal went away (hang-up, read or write error) from a run that lives
+/// in this process: stop the run once, and draw, read or print no more.
 fn detach(detached: &mut bool, app: &mut App) -> Vec<Effect> {
     if std::mem::replace(detached, true) {
         return Vec::new();
     }
+    disown_terminal();
     app.update(Msg::Signal(libc::SIGHUP))
 }
 

@@ -11,7 +11,8 @@ produce when asked. The batch's `--select` names the behaviour:
   hang       ignores SIGINT and SIGTERM and sleeps: only SIGKILL ends it
   sleepy     sleeps FAKE_SLEEP seconds (default 30) then succeeds; SIGINT ends it like dbt (exit 2)
   orphan     leaves a grandchild that ignores SIGTERM, then exits 0
-  garbage    invalid UTF-8, escape sequences and a 2 MB line without newline, exit 0
+  garbage    invalid UTF-8, escape sequences and a 2 MB line, run_results.json, exit 0
+  nothing    exit 0 with no event and no run_results.json (not dbt)
   stale      writes run_results.json with another invocation_id, exit 0
   flood      FAKE_LINES (default 20000) log events as fast as it can, then succeeds
 
@@ -152,6 +153,9 @@ elif select == "garbage":
     out.write(b"x" * (2 * 1024 * 1024))
     out.write(b"\n{not json\n")
     out.flush()
+    write_results([])
+    sys.exit(0)
+elif select == "nothing":
     sys.exit(0)
 elif select == "stale":
     inv_real = inv

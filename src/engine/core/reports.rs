@@ -71,7 +71,19 @@ impl EngineCore {
                 }
                 match results {
                     Ok(rr) => self.take_results(key, &rr),
-                    Err(ReadError::Missing) => {}
+                    Err(ReadError::Missing) => {
+                        // For the commands dbt-herd runs, dbt writes run_results.json
+                        // whenever it ran (nothing to do included): exit 0 without it
+                        // is not dbt succeeding (a wrong --dbt, a wrapper that lost it).
+                        if let Some(a) = self.attempt_mut(key)
+                            && exit.code == Some(0)
+                            && !a.nothing_to_do
+                            && a.runner_problem.is_none()
+                        {
+                            a.results_problem =
+                                Some("dbt exited 0 but wrote no run_results.json".into());
+                        }
+                    }
                     Err(e) => {
                         // Never counted as success: a stale or broken file says
                         // nothing about what this attempt did.

@@ -23,6 +23,7 @@ impl App {
             Overlay::ConfirmQuit => {
                 return match key.code {
                     KeyCode::Char('y' | 'Y') => self.quit_now(),
+                    KeyCode::Char('d' | 'D') => self.detach(),
                     _ => Vec::new(),
                 };
             }
@@ -93,8 +94,22 @@ impl App {
         vec![Effect::Send(Command::Shutdown { force: false })]
     }
 
+    /// Leaves the run going, if it lives in another process.
+    pub(super) fn detach(&mut self) -> Vec<Effect> {
+        if self.detachable {
+            return vec![Effect::Detach];
+        }
+        self.say(
+            Level::Warn,
+            "this run lives in this terminal and cannot detach (dbt-herd run can)",
+        );
+        Vec::new()
+    }
+
     pub(super) fn on_action(&mut self, action: Action) -> Vec<Effect> {
         match action {
+            Action::Detach => return self.detach(),
+            Action::Quit if self.read_only => return vec![Effect::Detach],
             Action::Quit => {
                 if self.stopping {
                     return Vec::new();

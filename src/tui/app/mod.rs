@@ -68,6 +68,8 @@ pub enum Effect {
     Edit(PathBuf),
     /// The engine has stopped: leave the TUI.
     Exit,
+    /// Leave the TUI; the run goes on (a run served to this TUI over its socket).
+    Detach,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +160,10 @@ pub struct App {
     pub stopping: bool,
     /// The signal that ended the run, for the exit status.
     pub interrupted: Option<i32>,
+    /// The run lives in another process, so leaving the TUI can leave it running.
+    pub detachable: bool,
+    /// Only watching: `q` leaves at once, and no key changes the run.
+    pub read_only: bool,
     /// When the last batch ended, if every batch has: the elapsed clock stops.
     pub done_at: Option<f64>,
 }
@@ -188,6 +194,8 @@ impl App {
             idle: false,
             stopping: false,
             interrupted: None,
+            detachable: false,
+            read_only: false,
             done_at: None,
         }
     }

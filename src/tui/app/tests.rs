@@ -111,6 +111,33 @@ fn quitting_while_batches_run_asks_first_and_y_stops_them() {
 }
 
 #[test]
+fn a_served_run_can_be_left_running_with_d_or_from_the_quit_question() {
+    let mut app = app();
+    // A run in this process cannot detach: d says so and does nothing.
+    assert!(app.update(key('d')).is_empty());
+    assert!(
+        app.notice
+            .as_ref()
+            .is_some_and(|n| n.text.contains("cannot detach"))
+    );
+    app.detachable = true;
+    assert_eq!(app.update(key('d')), [Effect::Detach]);
+    assert!(sent(&app.update(key('q'))).is_empty());
+    assert_eq!(app.overlay, Overlay::ConfirmQuit);
+    assert_eq!(app.update(key('d')), [Effect::Detach]);
+    assert!(!app.stopping, "detaching stops nothing");
+}
+
+#[test]
+fn a_read_only_watcher_quits_at_once_without_stopping_the_run() {
+    let mut app = app();
+    app.detachable = true;
+    app.read_only = true;
+    assert_eq!(app.update(key('q')), [Effect::Detach]);
+    assert!(!app.stopping);
+}
+
+#[test]
 fn any_other_key_cancels_the_quit_question() {
     let mut app = app();
     app.update(key('q'));

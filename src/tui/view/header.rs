@@ -19,10 +19,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut counts = vec![
         Span::styled(" dbt-herd ", theme.title()),
         Span::raw(format!("{command} · ")),
+    ];
+    if app.read_only {
+        counts.push(Span::styled("read-only", theme.warn()));
+        counts.push(Span::raw(" · "));
+    }
+    counts.extend([
         Span::styled(format!("{}/{} done", t.done(), t.total), theme.bold()),
         Span::raw(" · "),
         Span::styled(format!("{} ok", t.succeeded), theme.good()),
-    ];
+    ]);
     if t.failed > 0 {
         counts.push(Span::raw(" · "));
         counts.push(Span::styled(format!("{} FAILED", t.failed), theme.error()));

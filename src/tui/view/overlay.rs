@@ -155,10 +155,14 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 pub fn confirm_quit(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // The question can outlive the batches it was about.
-    let text = match app.running() {
-        0 => "Nothing runs any more. Quit? (y / n)".to_string(),
-        n => format!(
+    let text = match (app.running(), app.detachable) {
+        (0, _) => "Nothing runs any more. Quit? (y / n)".to_string(),
+        (n, false) => format!(
             "{} running. Stop them and quit? (y / n)",
+            crate::text::plural::plural(n, "batch is", "batches are")
+        ),
+        (n, true) => format!(
+            "{} running. Stop the run (y), detach (d), or go back (n)?",
             crate::text::plural::plural(n, "batch is", "batches are")
         ),
     };

@@ -1,0 +1,205 @@
+//! The run as the events so far describe it, kept by the server so that a client
+//! attaching mid-run starts from the whole picture: the events a face would have
+//! seen from the start, condensed (the latest state of each thing, and each
+//! worker's last log lines).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::dbt::events::Level;
+use crate::engine::{BatchView, Event, Resources, RunInfo, WorkerView};
+
+/// Log lines kept per worker for a client that attaches later.
+const LOG_TAIL: usize = 200;
+/// Notices kept for a client that attaches later.
+const NOTICE_TAIL: usize = 20;
+
+#[derive(Default)]
+pub(crate) struct Mirror {
+    info: Option<RunInfo>,
+    batches: Vec<BatchView>,
+    workers: Vec<WorkerView>,
+    queue: Option<Vec<usize>>,
+    budget: Option<u32>,
+    paused: bool,
+    resources: Option<Resources>,
+    logs: BTreeMap<usize, VecDeque<Event>>,
+    notices: VecDeque<(Level, String)>,
+    /// Nothing runs and nothing more will start without a command.
+    pub idle: bool,
+    /// The engine has ended.
+    pub stopped: bool,
+}
+
+impl Mirror {
+    pub fn apply(&mut self, ev: &Event) {
+        match ev {
+            Event::Started {
+                info,
+                batches,
+                workers,
+            } => {
+                self.info = Some(info.clone());
+                self.batches.clone_from(batches);
+                self.workers.clone_from(workers);
+            }
+            Event::BatchChanged(b) => {
+                if b.status == crate::engine::BatchStatus::Running {
+                    self.idle = false;
+                }
+                match self.batches.get_mut(b.index) {
+                    Some(slot) => *slot = b.clone(),
+                    None => self.batches.push(b.clone()),
+                }
+            }
+            Event::BatchesAdded(added) => {
+                for b in added {
+                    match self.batches.get_mut(b.index) {
+                        Some(slot) => *slot = b.clone(),
+                        None => self.batches.push(b.clone()),
+                    }
+                }
+            }
+            Event::Log { worker, .. } => {
+                let tail = self.logs.entry(*worker).or_default();
+                if tail.len() == LOG_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(ev.clone());
+            }
+            Event::WorkersChanged(w) => self.workers.clone_from(w),
+            Event::QueueChanged(q) => self.queue = Some(q.clone()),
+            Event::BudgetChanged(b) => self.budget = Some(*b),
+            Event::QueuePaused(p) => {
+                self.paused = *p;
+                if !p {
+                    self.idle = false;
+                }
+            }
+            Event::Notice { level, text } => {
+                if self.notices.len() == NOTICE_TAIL {
+                    self.notices.pop_front();
+                }
+                self.notices.push_back((*level, text.clone()));
+            }
+            Event::Resources(r) => self.resources = Some(r.clone()),
+            Event::Idle => self.idle = true,
+            Event::Stopped => self.stopped = true,
+        }
+    }
+
+    /// The events that bring a new face to the present, `Started` first; empty
+    /// before the engine has said anything.
+    pub fn snapshot(&self) -> Vec<Event> {
+        let Some(info) = &self.info else {
+            return Vec::new();
+        };
+        let mut out = vec![Event::Started {
+            info: info.clone(),
+            batches: self.batches.clone(),
+            workers: self.workers.clone(),
+        }];
+        if let Some(q) = &self.queue {
+            out.push(Event::QueueChanged(q.clone()));
+        }
+        if let Some(b) = self.budget {
+            out.push(Event::BudgetChanged(b));
+        }
+        if self.paused {
+            out.push(Event::QueuePaused(true));
+        }
+        if let Some(r) = &self.resources {
+            out.push(Event::Resources(r.clone()));
+        }
+        out.extend(self.logs.values().flatten().cloned());
+        out.extend(self.notices.iter().map(|(level, text)| Event::Notice {
+            level: *level,
+            text: text.clone(),
+        }));
+        if self.idle {
+            out.push(Event::Idle);
+        }
+        if self.stopped {
+            out.push(Event::Stopped);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{BatchStatus, LogLine};
+
+    fn batch(index: usize, status: BatchStatus) -> BatchView {
+        let mut b: BatchView = serde_json::from_value(serde_json::json!({
+            "index": index, "id": format!("b{index}"), "label": format!("b{index}"),
+            "select": null, "vars": "", "status": "pending", "attempts": 0,
+            "attempt_kind": null, "worker": null, "pid": null, "suspended": false,
+            "duration_s": 0.0, "running_since": null, "nodes_done": 0, "nodes_total": null,
+            "executing": 0, "counts": {"success":0,"error":0,"skipped":0,"pass":0,"fail":0,"warn":0},
+            "nothing_selected": false, "error": null, "failing": [], "auto_retries_left": 0,
+            "after": [], "locks": []
+        }))
+        .unwrap();
+        b.status = status;
+        b
+    }
+
+    fn log(worker: usize, text: &str) -> Event {
+        Event::Log {
+            batch: 0,
+            worker,
+            line: LogLine {
+                level: Level::Info,
+                class: None,
+                text: text.into(),
+                plain: true,
+            },
+        }
+    }
+
+    #[test]
+    fn a_snapshot_starts_with_the_latest_state_and_keeps_a_bounded_log_tail() {
+        let mut m = Mirror::default();
+        assert!(m.snapshot().is_empty(), "nothing before Started");
+        let info: RunInfo = serde_json::from_value(serde_json::json!({
+            "workers": 2, "threads": 1, "budget": 4, "retries": 0,
+            "state_dir": "/s", "command": "build"
+        }))
+        .unwrap();
+        m.apply(&Event::Started {
+            info,
+            batches: vec![
+                batch(0, BatchStatus::Pending),
+                batch(1, BatchStatus::Pending),
+            ],
+            workers: Vec::new(),
+        });
+        m.apply(&Event::BatchChanged(batch(1, BatchStatus::Running)));
+        m.apply(&Event::BudgetChanged(6));
+        m.apply(&Event::QueueChanged(vec![0]));
+        for i in 0..(LOG_TAIL + 50) {
+            m.apply(&log(1, &format!("line {i}")));
+        }
+        m.apply(&Event::BatchesAdded(vec![batch(2, BatchStatus::Pending)]));
+        let snap = m.snapshot();
+        let Event::Started { batches, .. } = &snap[0] else {
+            panic!("first is {:?}", snap[0]);
+        };
+        assert_eq!(batches.len(), 3);
+        assert_eq!(batches[1].status, BatchStatus::Running);
+        assert!(snap.contains(&Event::BudgetChanged(6)));
+        assert!(snap.contains(&Event::QueueChanged(vec![0])));
+        let logs: Vec<&Event> = snap
+            .iter()
+            .filter(|e| matches!(e, Event::Log { .. }))
+            .collect();
+        assert_eq!(logs.len(), LOG_TAIL);
+        assert_eq!(logs[0], &log(1, "line 50"));
+        assert!(!snap.contains(&Event::Idle));
+        m.apply(&Event::Idle);
+        assert!(m.snapshot().contains(&Event::Idle));
+        m.apply(&Event::BatchChanged(batch(0, BatchStatus::Running)));
+        assert!(!m.idle, "a batch running again is not idle");
+    }
+}
