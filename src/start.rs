@@ -131,6 +131,11 @@ impl PreparedRun {
     /// Warm workers (started and parsed now) or cold processes; says why when
     /// `auto` chose cold.
     pub async fn choose_mode(&mut self) -> color_eyre::Result<&ModeChoice> {
+        if self.nothing_left() {
+            // A resume of a finished run: no worker to start or parse for.
+            let runner = check::cold(Some("nothing is left to run".into()));
+            return Ok(&self.runner.insert(runner).choice);
+        }
         let runner = check::choose(
             &self.settings,
             &self.plan,
@@ -148,6 +153,21 @@ impl PreparedRun {
                 shared_parse(&self.settings, &self.plan, &self.state.root.join("parse")).await;
         }
         Ok(&self.runner.insert(runner).choice)
+    }
+}
+
+impl PreparedRun {
+    /// A resume whose every batch already succeeded, running what it runs now.
+    fn nothing_left(&self) -> bool {
+        let Some(past) = &self.past else {
+            return false;
+        };
+        self.plan.iter().all(|b| {
+            past.last.get(&b.id).is_some_and(|p| {
+                p.status == BatchStatus::Succeeded
+                    && p.fp.as_deref() == Some(engine::fingerprint(&self.settings, b).as_str())
+            })
+        })
     }
 }
 

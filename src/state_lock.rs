@@ -35,8 +35,18 @@ pub(crate) fn hold(root: &Path) -> Result<(), UsageError> {
         if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
             return Err(usage!("cannot lock {}: {err}", path.display()));
         }
+        // The holder writes its pid just after taking the lock: a run that
+        // started at the same instant may find the file still empty.
         let mut pid = String::new();
-        let _ = file.read_to_string(&mut pid);
+        for _ in 0..20 {
+            pid.clear();
+            let _ = file.rewind();
+            let _ = file.read_to_string(&mut pid);
+            if !pid.trim().is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let pid = pid.trim();
         let who = if pid.is_empty() {
             String::new()

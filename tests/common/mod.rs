@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
+pub mod chaos_support;
 pub mod demo;
 pub mod postgres;
 pub mod tmux;
