@@ -1,6 +1,8 @@
 //! The headless face: progress as lines on stdout, a final summary, and the exit
 //! status. It only consumes engine events and sends commands.
 
+mod watch;
+
 use std::io::Write;
 use std::time::Duration;
 
@@ -11,11 +13,10 @@ use crate::engine::{
     BatchStatus, BatchView, Command, EngineHandle, EngineOutcome, Event, RunInfo, SummaryStatus,
 };
 use crate::error::exit;
-use crate::link::Link;
 use crate::progress::{Totals, eta_secs, fmt_duration};
-use crate::server::client::RemoteLink;
 use crate::text::plural::plural;
 use crate::text::sanitize::sanitize_plain;
+pub(crate) use watch::watch;
 
 /// Longest untrusted text put on one line.
 const MAX_TEXT: usize = 400;
@@ -177,6 +178,17 @@ impl<W: Write> Reporter<W> {
             ),
             BatchStatus::Cancelled => format!("CANCELLED {label} · {dur}"),
             BatchStatus::Split => format!("SPLIT     {label} · into one batch per model"),
+            BatchStatus::Pending
+                if before == Some(BatchStatus::Running)
+                    && v.error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("not started")) =>
+            {
+                format!(
+                    "unstarted {label} · {}",
+                    clean(v.error.as_deref().unwrap_or_default())
+                )
+            }
             BatchStatus::Pending if before == Some(BatchStatus::Running) => format!(
                 "retrying  {label} · attempt {} failed: {}",
                 v.attempts,
@@ -284,13 +296,7 @@ fn summary_lines(
     if let Some(fault) = &engine.fault {
         lines.push(format!("dbt-herd failed: {}", clean(fault)));
     }
-    match &engine.summary_path {
-        Some(path) => lines.push(format!(
-            "summary.json: {}",
-            clean(&path.display().to_string())
-        )),
-        None => lines.push("summary.json: not written (see above)".into()),
-    }
+    lines.push(summary_file_line(engine, state_dir));
     if let Some(dir) = state_dir
         && !done_ok
     {
@@ -376,54 +382,22 @@ pub(crate) async fn run_headless<W: Write>(
     Ok(outcome)
 }
 
-/// Prints a served run's progress as a headless run would, until it ends; its
-/// exit status then. A signal only stops the watching: the run goes on.
-pub(crate) async fn watch<W: Write>(
-    link: &mut RemoteLink,
-    out: W,
-    state_dir: &str,
-) -> color_eyre::Result<i32> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut r = Reporter {
-        out,
-        info: None,
-        batches: Vec::new(),
-        started: std::time::Instant::now(),
-        workers: 0,
-        paused: false,
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    tick.tick().await;
-    let sig = loop {
-        tokio::select! {
-            ev = link.next_event() => {
-                let Some(ev) = ev else { break None };
-                r.on_event(&ev);
-            }
-            _ = tick.tick() => r.totals_line(),
-            _ = sigint.recv() => break Some(libc::SIGINT),
-            _ = sigterm.recv() => break Some(libc::SIGTERM),
-            _ = sighup.recv() => break Some(libc::SIGHUP),
-        }
-    };
-    let dir = clean(state_dir);
-    if let Some(sig) = sig {
-        r.line(&format!(
-            "stopped watching; the run goes on: dbt-herd attach {dir}"
-        ));
-        return Ok(crate::error::exit::SIGNAL_BASE + sig);
+/// Where summary.json is. When its last write failed, an earlier whole copy may
+/// be there (writes replace it atomically): it is named as what it is.
+fn summary_file_line(engine: &EngineOutcome, state_dir: Option<&str>) -> String {
+    if let Some(path) = &engine.summary_path {
+        return format!("summary.json: {}", clean(&path.display().to_string()));
     }
-    let _ = writeln!(r.out);
-    if let Some(end) = link.end() {
-        for line in &end.lines {
-            let _ = writeln!(r.out, "{line}");
-        }
-        let _ = r.out.flush();
-        return Ok(end.exit_code);
+    let earlier = state_dir
+        .map(|d| std::path::Path::new(d).join(crate::state_dir::SUMMARY_FILE))
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|b| serde_json::from_slice::<serde_json::Value>(&b).is_ok())
+        });
+    match earlier {
+        Some(p) => format!(
+            "summary.json: {} (an earlier copy: the last write failed, see above)",
+            clean(&p.display().to_string())
+        ),
+        None => "summary.json: not written (see above)".into(),
     }
-    let _ = r.out.flush();
-    eprintln!("dbt-herd: lost the connection to the run; its log is {dir}/herd.log");
-    Ok(crate::error::exit::INTERNAL)
 }
