@@ -17,7 +17,7 @@ use crate::cli::{DemoArgs, RunArgs};
 use crate::engine::{BatchStatus, Event};
 use crate::error::UsageResult;
 use crate::plan::Window;
-use crate::{report, start, tui, usage, venv};
+use crate::{report, server, start, tui, usage, venv};
 
 static DEMO_ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/assets/demo");
 
@@ -161,30 +161,44 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
         "dbt-herd demo: backfilling {} daily windows from {start} with {} workers; the {LATE_DAY} shipments file arrives late",
         args.days, args.workers
     );
+    if interactive {
+        // As `dbt-herd run`: the run in a process of its own, the TUI a client
+        // (so `d` detaches the demo too).
+        return crate::entry::runtime()?.block_on(async move {
+            let state_dir = match server::daemon::launch(&run_args, true, Some(&dirs.root)).await? {
+                Ok(dir) => dir,
+                Err(code) => return Ok(code),
+            };
+            let link = server::client::RemoteLink::connect(&state_dir, false)
+                .await
+                .map_err(|e| color_eyre::eyre::eyre!("the demo run does not answer: {e:?}"))?;
+            let opts = tui::TuiOptions {
+                mouse: !args.no_mouse,
+                ..Default::default()
+            };
+            tui::attach(link, opts, &state_dir.display().to_string()).await
+        });
+    }
     let mut prepared = start::prepare(&run_args)?;
     crate::entry::runtime()?.block_on(async move {
         prepared.resolve().await?;
         prepared.choose_mode().await?;
-        let outcome = if interactive {
-            let handle = start::start(prepared, true)?;
-            let opts = tui::TuiOptions {
-                mouse: !args.no_mouse,
-                observer: Some(late_delivery(dirs, "press R to retry the failed batch")),
-                ..Default::default()
-            };
-            tui::run(handle, opts).await?
-        } else {
-            let handle = start::start(prepared, false)?;
-            report::run_headless(
-                handle,
-                std::io::stdout(),
-                Some(late_delivery(dirs, "the batch's retry will pick it up")),
-                true,
-            )
-            .await?
-        };
+        let handle = start::start(prepared, false)?;
+        let outcome = report::run_headless(
+            handle,
+            std::io::stdout(),
+            Some(late_delivery(dirs, "the batch's retry will pick it up")),
+            true,
+        )
+        .await?;
         Ok(outcome.exit_code())
     })
+}
+
+/// The late delivery of the demo in `root`, for a run served in the background:
+/// its words reach every face as a notice.
+pub(crate) fn late_delivery_for(root: &Path) -> report::Observer {
+    late_delivery(DemoDirs::new(root), "press R to retry the failed batch")
 }
 
 /// Delivers the late file once its window has failed for want of it, the way an

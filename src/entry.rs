@@ -178,7 +178,7 @@ fn run_served(args: &RunArgs, tui: bool) -> color_eyre::Result<i32> {
         config::RunSettings::from_args(args)?;
     }
     runtime()?.block_on(async {
-        let state_dir = match server::daemon::launch(args, tui).await? {
+        let state_dir = match server::daemon::launch(args, tui, None).await? {
             Ok(dir) => dir,
             Err(code) => return Ok(code),
         };
@@ -225,8 +225,9 @@ fn run_headless(args: &RunArgs) -> color_eyre::Result<i32> {
         let handle = start::start(prepared, true)?;
         let opts = server::ServeOptions {
             wait_for_client: None,
+            observer: None,
         };
-        let (server, local) = server::Server::start(handle, &state_dir, &opts)?;
+        let (server, local) = server::Server::start(handle, &state_dir, opts)?;
         let outcome = report::run_headless(local, std::io::stdout(), None, false).await?;
         Ok(server::daemon::finish(server, outcome, &state_dir, started).await)
     })

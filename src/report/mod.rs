@@ -131,7 +131,9 @@ impl<W: Write> Reporter<W> {
                 self.workers = w.iter().filter(|w| !w.retiring).count();
             }
             Event::Notice { level, text } => {
-                self.line(&format!("{level:?}: {}", clean(text)).to_lowercase());
+                // Only the level is lowercased: the text holds paths and key names.
+                let level = format!("{level:?}").to_lowercase();
+                self.line(&format!("{level}: {}", clean(text)));
             }
             Event::BudgetChanged(b) => self.line(&format!("budget is now {b}")),
             Event::QueuePaused(p) => {

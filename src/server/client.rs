@@ -30,6 +30,8 @@ pub(crate) enum ConnectError {
 
 pub(crate) struct RemoteLink {
     commands: mpsc::Sender<ClientMsg>,
+    /// Writes the commands to the socket.
+    writer: tokio::task::JoinHandle<()>,
     events: mpsc::Receiver<ServerMsg>,
     end: Option<RemoteEnd>,
     /// The server's pid, from its hello.
@@ -86,7 +88,7 @@ impl RemoteLink {
             }
         });
         let (commands, mut cmd_rx) = mpsc::channel::<ClientMsg>(256);
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(msg) = cmd_rx.recv().await {
                 if write.write_all(&wire::encode(&msg)).await.is_err() {
                     break;
@@ -95,6 +97,7 @@ impl RemoteLink {
         });
         Ok(Self {
             commands,
+            writer,
             events,
             end: None,
             pid,
@@ -117,6 +120,15 @@ impl RemoteLink {
             }
             ServerMsg::Hello { .. } | ServerMsg::Refused { .. } => None,
         }
+    }
+
+    /// Sends what is still queued (at most a second) and closes the connection.
+    pub async fn close(self) {
+        let Self {
+            commands, writer, ..
+        } = self;
+        drop(commands);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
     }
 
     /// Waits for how the run ends, reading (and dropping) its events.

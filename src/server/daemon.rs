@@ -31,6 +31,8 @@ struct ServeRequest {
     args: RunArgs,
     /// A TUI will attach as soon as the run is served: an idle run waits for it.
     tui: bool,
+    /// The demo's dir: the run delivers its late file as the demo does.
+    demo: Option<PathBuf>,
 }
 
 const READY: &str = "ready";
@@ -41,7 +43,11 @@ const WAIT_FOR_TUI: Duration = Duration::from_secs(60);
 /// Starts the run in the background. Returns its state dir once it is served,
 /// or the exit status it ended with before that (a usage error, Ctrl-C while
 /// it resolved the plan).
-pub(crate) async fn launch(args: &RunArgs, tui: bool) -> color_eyre::Result<Result<PathBuf, i32>> {
+pub(crate) async fn launch(
+    args: &RunArgs,
+    tui: bool,
+    demo: Option<&Path>,
+) -> color_eyre::Result<Result<PathBuf, i32>> {
     let mut args = args.clone();
     let state_dir = crate::config::absolute(&match (&args.resume, &args.state_dir) {
         (Some(dir), _) | (None, Some(dir)) => dir.clone(),
@@ -71,7 +77,11 @@ pub(crate) async fn launch(args: &RunArgs, tui: bool) -> color_eyre::Result<Resu
     let mut child = cmd
         .spawn()
         .wrap_err("cannot start the run's background process")?;
-    let request = serde_json::to_vec(&ServeRequest { args, tui })?;
+    let request = serde_json::to_vec(&ServeRequest {
+        args,
+        tui,
+        demo: demo.map(Path::to_path_buf),
+    })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(&request)
@@ -150,8 +160,9 @@ pub(crate) fn serve() -> color_eyre::Result<i32> {
         let handle = start::start(prepared, true)?;
         let opts = ServeOptions {
             wait_for_client: request.tui.then_some(WAIT_FOR_TUI),
+            observer: request.demo.as_deref().map(crate::demo::late_delivery_for),
         };
-        let (server, local) = Server::start(handle, &state_dir, &opts)?;
+        let (server, local) = Server::start(handle, &state_dir, opts)?;
         announce_ready(&state_dir)?;
         let outcome = report::run_headless(local, std::io::stdout(), None, false).await?;
         Ok(finish(server, outcome, &state_dir, started).await)

@@ -24,7 +24,9 @@ use color_eyre::eyre::WrapErr;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::dbt::events::Level;
 use crate::engine::{Command, EngineHandle, EngineOutcome, Event};
+use crate::report::Observer;
 use mirror::Mirror;
 use wire::{ClientMsg, ServerMsg};
 
@@ -39,6 +41,9 @@ pub(crate) struct ServeOptions {
     /// `dbt-herd run`): an idle run does not end before a client has come,
     /// or this long has passed.
     pub wait_for_client: Option<Duration>,
+    /// Called on every engine event; what it writes becomes a notice to every
+    /// face (the demo's late delivery).
+    pub observer: Option<Observer>,
 }
 
 /// A line for clients, encoded once for all of them.
@@ -88,7 +93,7 @@ impl Server {
     pub fn start(
         engine: EngineHandle,
         state_dir: &Path,
-        opts: &ServeOptions,
+        opts: ServeOptions,
     ) -> color_eyre::Result<(Self, EngineHandle)> {
         let socket = state_dir.join(socket::SOCKET_FILE);
         let listener = socket::listen(&socket)
@@ -114,6 +119,7 @@ impl Server {
             rw_clients: 0,
             rw_seen: false,
             wait_for_client: opts.wait_for_client,
+            observer: opts.observer,
         };
         let join = tokio::spawn(pump.run(local_cmds, inbound));
         let local = EngineHandle::new(local_cmd_tx, local_events, join);
@@ -135,6 +141,10 @@ impl Server {
     /// Tells every client how the run ended, lets them read it (at most a few
     /// seconds), and stops listening.
     pub async fn end(self, exit_code: i32, lines: Vec<String>) {
+        // No new client from here on: one that learns the run ended finds it
+        // no longer served (`ls` says so at once).
+        self.acceptor.abort();
+        let _ = std::fs::remove_file(&self.socket);
         let ended: Line = Arc::new(wire::encode(&ServerMsg::Ended { exit_code, lines }));
         let (senders, writers) = {
             let mut s = lock(&self.shared);
@@ -151,8 +161,6 @@ impl Server {
                 break;
             }
         }
-        self.acceptor.abort();
-        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
@@ -164,6 +172,7 @@ struct Pump {
     rw_clients: usize,
     rw_seen: bool,
     wait_for_client: Option<Duration>,
+    observer: Option<Observer>,
 }
 
 impl Pump {
@@ -185,7 +194,12 @@ impl Pump {
                     if matches!(ev, Event::Idle) {
                         self.stop_if_unwatched(holding);
                     }
-                    self.forward_local(ev).await;
+                    let said = self.observe(&ev);
+                    forward_local(&self.local, ev).await;
+                    if let Some(notice) = said {
+                        self.publish(&notice);
+                        forward_local(&self.local, notice).await;
+                    }
                 }
                 cmd = local_cmds.recv(), if local_open => match cmd {
                     Some(cmd) => { self.engine.send(cmd); }
@@ -254,13 +268,25 @@ impl Pump {
         });
     }
 
-    /// The face in this process: log lines are shed when it falls behind, state
-    /// events wait for it.
-    async fn forward_local(&self, ev: Event) {
-        if matches!(ev, Event::Log { .. }) {
-            let _ = self.local.try_send(ev);
-        } else {
-            let _ = self.local.send(ev).await;
-        }
+    /// What the observer has to say about `ev`, as a notice.
+    fn observe(&mut self, ev: &Event) -> Option<Event> {
+        let observer = self.observer.as_mut()?;
+        let mut said = Vec::new();
+        observer(ev, &mut said);
+        let text = String::from_utf8_lossy(&said).trim().to_string();
+        (!text.is_empty()).then_some(Event::Notice {
+            level: Level::Info,
+            text,
+        })
+    }
+}
+
+/// To the face in this process: log lines are shed when it falls behind, state
+/// events wait for it.
+async fn forward_local(local: &mpsc::Sender<Event>, ev: Event) {
+    if matches!(ev, Event::Log { .. }) {
+        let _ = local.try_send(ev);
+    } else {
+        let _ = local.send(ev).await;
     }
 }

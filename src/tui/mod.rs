@@ -14,4 +14,4 @@ mod terminal;
 pub(crate) mod theme;
 pub(crate) mod view;
 
-pub(crate) use terminal::{TuiOptions, attach, run};
+pub(crate) use terminal::{TuiOptions, attach};

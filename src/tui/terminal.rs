@@ -2,7 +2,7 @@
 //! clock into `App::update`, carries out the effects, and draws at most ~30 times
 //! a second and only when something changed.
 
-use std::io::{self, Stdout, Write};
+use std::io::{self, Stdout};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::WrapErr;
@@ -24,10 +24,9 @@ use super::theme::Theme;
 use super::view;
 use crate::clock::now_secs;
 use crate::dbt::events::Level;
-use crate::engine::{Command, EngineHandle, Event};
+use crate::engine::{Command, Event};
 use crate::error::exit;
 use crate::link::Link;
-use crate::report::{Ending, Observer, Outcome};
 use crate::server::client::RemoteLink;
 
 /// At most this often a frame (about 30 per second).
@@ -37,9 +36,6 @@ const EVENT_BATCH: usize = 4096;
 
 pub(crate) struct TuiOptions {
     pub theme: Theme,
-    /// Called on every engine event; what it writes becomes a notice (the demo's
-    /// late delivery).
-    pub observer: Option<Observer>,
     /// Print frame-time statistics to stderr on exit.
     pub frame_stats: bool,
     /// Clicks and the wheel go to the TUI (off: to the terminal's selection).
@@ -54,7 +50,6 @@ impl Default for TuiOptions {
     fn default() -> Self {
         Self {
             theme: Theme::from_env(),
-            observer: None,
             frame_stats: std::env::var_os("DBT_HERD_FRAME_STATS").is_some(),
             mouse: true,
             stop_on_hangup: false,
@@ -120,52 +115,6 @@ impl FrameStats {
     }
 }
 
-/// Runs the TUI until the engine has stopped, then prints the summary on the
-/// normal screen and returns how the run ended.
-pub(crate) async fn run(
-    mut handle: EngineHandle,
-    mut opts: TuiOptions,
-) -> color_eyre::Result<Outcome> {
-    install_panic_restore();
-    let started = Instant::now();
-    let mut term = match enter(opts.mouse) {
-        Ok(t) => t,
-        Err(e) => {
-            // The engine is already running: stop it before reporting.
-            leave();
-            handle.send(Command::Shutdown { force: false });
-            let _ = handle.finish().await;
-            return Err(e).wrap_err("cannot set up the terminal for the TUI");
-        }
-    };
-    let size = term.size().unwrap_or_default();
-    let mut app = App::new(now_secs(), (size.width, size.height));
-    let mut stats = FrameStats { draws: Vec::new() };
-    let result = event_loop(&mut term, &mut handle, &mut app, &mut opts, &mut stats)
-        .await
-        .map(|_| ());
-    leave();
-    if result.is_err() {
-        // Whatever broke the loop, no dbt process outlives the run.
-        handle.send(Command::Shutdown { force: false });
-    }
-    let engine = handle.finish().await?;
-    result.wrap_err("the TUI failed")?;
-    let outcome = Outcome {
-        engine,
-        ending: app.interrupted.map_or(Ending::Completed, Ending::Signalled),
-    };
-    let state_dir = app.info.as_ref().map(|i| i.state_dir.as_str());
-    let mut out = io::stdout();
-    for line in outcome.closing_lines(state_dir, started.elapsed().as_secs_f64()) {
-        let _ = writeln!(out, "{line}");
-    }
-    if opts.frame_stats {
-        eprintln!("{}", stats.report());
-    }
-    Ok(outcome)
-}
-
 /// Runs the TUI on a run served by another process until the run ends, the user
 /// detaches, or the terminal goes away. Returns the exit status: the run's own
 /// when it ended, 0 when detached.
@@ -183,8 +132,9 @@ pub(crate) async fn attach(
     let mut stats = FrameStats { draws: Vec::new() };
     let result = event_loop(&mut term, &mut link, &mut app, &mut opts, &mut stats).await;
     if matches!(result, Ok(LoopEnd::Hangup)) {
-        // Nobody reads this terminal any more: write nothing to it.
-        disown_terminal();
+        // Nobody reads this terminal any more (it was disowned): leave, after
+        // a stop asked for on hang-up has reached the run.
+        link.close().await;
         return Ok(exit::SIGNAL_BASE + libc::SIGHUP);
     }
     leave();
@@ -193,6 +143,13 @@ pub(crate) async fn attach(
         eprintln!("{}", stats.report());
     }
     let dir = crate::report::clean(state_dir);
+    let totals = crate::progress::Totals::of(&app.batches);
+    if end == LoopEnd::Detached && totals.running + totals.pending == 0 && !app.read_only {
+        // Nothing left to run and no one to retry: the run ends on its own.
+        println!("left the TUI: the run had nothing left to do, so it ends");
+        println!("its summary: {dir}/summary.json (dbt-herd attach {dir} shows how it ended)");
+        return Ok(exit::OK);
+    }
     if end == LoopEnd::Detached {
         println!("detached: the run goes on (pid {})", link.pid);
         println!("attach with: dbt-herd attach {dir}");
@@ -246,24 +203,6 @@ enum LoopEnd {
     Hangup,
 }
 
-/// Hands an engine event to the app, and to the observer (whose words become a notice).
-fn feed(app: &mut App, ev: Event, observer: &mut Option<Observer>) -> Vec<Effect> {
-    let mut said = Vec::new();
-    if let Some(obs) = observer.as_mut() {
-        obs(&ev, &mut said);
-    }
-    let mut fx = app.update(Msg::Engine(ev));
-    let text = String::from_utf8_lossy(&said);
-    let text = text.trim();
-    if !text.is_empty() {
-        fx.extend(app.update(Msg::Engine(Event::Notice {
-            level: Level::Info,
-            text: text.to_string(),
-        })));
-    }
-    fx
-}
-
 async fn event_loop<L: Link>(
     term: &mut Term,
     handle: &mut L,
@@ -271,9 +210,7 @@ async fn event_loop<L: Link>(
     opts: &mut TuiOptions,
     stats: &mut FrameStats,
 ) -> io::Result<LoopEnd> {
-    // A served run outlives its terminal, unless asked otherwise.
-    let leave_on_hangup = app.detachable && !opts.stop_on_hangup;
-    let mut keys = EventStream::new();
+    let mut keys = Some(EventStream::new());
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -283,27 +220,24 @@ async fn event_loop<L: Link>(
     let mut frame = tokio::time::interval(FRAME);
     frame.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut dirty = true;
-    // The terminal is gone (hang-up, read or write error): keep stopping the run
-    // without drawing or reading keys.
-    let mut detached = false;
 
     loop {
         let effects = tokio::select! {
             ev = handle.next_event() => {
                 let Some(ev) = ev else { return Ok(LoopEnd::Done) };
-                let mut fx = feed(app, ev, &mut opts.observer);
+                let mut fx = app.update(Msg::Engine(ev));
                 // Take what else is queued before drawing, so a log flood costs
                 // one frame, not one frame per line.
                 for _ in 0..EVENT_BATCH {
                     match handle.try_next_event() {
-                        Some(ev) => fx.extend(feed(app, ev, &mut opts.observer)),
+                        Some(ev) => fx.extend(app.update(Msg::Engine(ev))),
                         None => break,
                     }
                 }
                 dirty = true;
                 fx
             }
-            input = keys.next(), if !detached => match input {
+            input = next_key(&mut keys) => match input {
                 Some(Ok(TermEvent::Key(key))) => {
                     dirty = true;
                     app.update(Msg::Key(key))
@@ -319,23 +253,19 @@ async fn event_loop<L: Link>(
                 Some(Ok(_)) => Vec::new(),
                 // The terminal is gone. (On a hang-up crossterm may instead keep
                 // retrying its read; SIGHUP and failed draws catch that case.)
-                Some(Err(_)) | None if leave_on_hangup => return Ok(LoopEnd::Hangup),
-                Some(Err(_)) | None => detach(&mut detached, app),
+                Some(Err(_)) | None => return Ok(terminal_lost(handle, opts, &mut keys)),
             },
             _ = clock.tick() => {
                 dirty = true;
                 app.update(Msg::Tick(now_secs()))
             }
-            _ = frame.tick(), if dirty && !detached => {
+            _ = frame.tick(), if dirty => {
                 dirty = false;
                 // Durations on screen are as of this frame.
                 app.update(Msg::Tick(now_secs()));
                 let t = Instant::now();
                 if term.draw(|f| view::draw(f, app, &opts.theme)).is_err() {
-                    if leave_on_hangup {
-                        return Ok(LoopEnd::Hangup);
-                    }
-                    detach(&mut detached, app)
+                    return Ok(terminal_lost(handle, opts, &mut keys));
                 } else {
                     if opts.frame_stats {
                         stats.draws.push(t.elapsed());
@@ -345,12 +275,7 @@ async fn event_loop<L: Link>(
             }
             _ = sigint.recv() => app.update(Msg::Signal(libc::SIGINT)),
             _ = sigterm.recv() => app.update(Msg::Signal(libc::SIGTERM)),
-            _ = sighup.recv() => {
-                if leave_on_hangup {
-                    return Ok(LoopEnd::Hangup);
-                }
-                detach(&mut detached, app)
-            }
+            _ = sighup.recv() => return Ok(terminal_lost(handle, opts, &mut keys)),
         };
         for fx in effects {
             match fx {
@@ -412,14 +337,30 @@ async fn event_loop<L: Link>(
     }
 }
 
-/// The terminal went away (hang-up, read or write error) from a run that lives
-/// in this process: stop the run once, and draw, read or print no more.
-fn detach(detached: &mut bool, app: &mut App) -> Vec<Effect> {
-    if std::mem::replace(detached, true) {
-        return Vec::new();
+/// The next key, mouse or resize; never, once the key reader is gone.
+async fn next_key(keys: &mut Option<EventStream>) -> Option<io::Result<TermEvent>> {
+    match keys {
+        Some(k) => k.next().await,
+        None => std::future::pending().await,
     }
+}
+
+/// The terminal went away (hang-up, read or write error): the run goes on
+/// without this TUI, or (`--on-hangup stop`) is told to stop; either way the TUI
+/// leaves at once (the run's own process carries out a stop), reading no more
+/// keys (the key reader would spin on the dead terminal) and printing nothing.
+fn terminal_lost<L: Link>(
+    handle: &L,
+    opts: &TuiOptions,
+    keys: &mut Option<EventStream>,
+) -> LoopEnd {
     disown_terminal();
-    app.update(Msg::Signal(libc::SIGHUP))
+    *keys = None;
+    if opts.stop_on_hangup {
+        handle.interrupted(libc::SIGHUP);
+        handle.send(Command::Shutdown { force: false });
+    }
+    LoopEnd::Hangup
 }
 
 /// Ctrl-Z: give the terminal back, stop this process, and take the screen again on
@@ -454,7 +395,7 @@ fn redraw_all(term: &mut Term) -> io::Result<()> {
 /// runs on; its events wait in the engine's bounded queue.
 fn hand_over(
     term: &mut Term,
-    keys: &mut EventStream,
+    keys: &mut Option<EventStream>,
     sigint: &mut tokio::signal::unix::Signal,
     mouse: bool,
     app: &mut App,
@@ -462,12 +403,12 @@ fn hand_over(
     files: &[std::path::PathBuf],
 ) -> io::Result<()> {
     leave();
-    *keys = EventStream::new();
+    *keys = None;
     let result = tokio::task::block_in_place(|| external::run(program, files));
     while let Some(Some(())) = sigint.recv().now_or_never() {}
     take_screen(mouse)?;
     redraw_all(term)?;
-    *keys = EventStream::new();
+    *keys = Some(EventStream::new());
     if let Err(e) = result {
         app.update(Msg::Engine(Event::Notice {
             level: Level::Warn,
