@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures what the TUI costs while dbt runs: the demo backfill with N workers in a
-# private tmux server, then dbt-herd's own CPU time (utime + stime of the dbt-herd
-# process, not its dbt children) and its frame statistics (DBT_HERD_FRAME_STATS).
+# private tmux server, then the TUI process's own CPU time (utime + stime; the run
+# itself is a process of its own) and its frame statistics (DBT_HERD_FRAME_STATS).
 #
 #   scripts/bench-tui.sh [WORKERS] [DAYS]     default: 4 workers, 12 days
 #   SIZE=200x50 scripts/bench-tui.sh 4
