@@ -41,6 +41,10 @@ pub(crate) enum Command {
     Stop(StopArgs),
     /// List the runs under .dbt-herd/ (or DIR): live or finished, and their batches.
     Ls(LsArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout: `dbt-herd man > dbt-herd.1`.
+    Man,
     /// The engine of a detached run (started by `run`; reads its options on stdin).
     #[command(hide = true)]
     Serve,
@@ -60,6 +64,13 @@ pub(crate) struct AttachArgs {
     /// Leave the mouse to the terminal (select and copy text as usual).
     #[arg(long)]
     pub no_mouse: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell: bash, zsh or fish.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -269,6 +280,18 @@ pub(crate) struct RunArgs {
     #[arg(long, conflicts_with = "headless")]
     #[serde(skip)]
     pub detach: bool,
+
+    /// Print the plan (each batch's dbt command, the env dbt-herd adds, `after`
+    /// edges), the budget arithmetic and the mode, and exit without starting dbt.
+    #[arg(long)]
+    #[serde(skip)]
+    pub dry_run: bool,
+
+    /// Machine-readable output: with --dry-run one JSON document; with --headless
+    /// one JSON event per line on stdout (human lines go to stderr).
+    #[arg(long)]
+    #[serde(skip)]
+    pub json: bool,
 
     /// When the TUI's terminal goes away (an SSH drop): detach (the run goes on) or
     /// stop the run [default: detach].

@@ -64,6 +64,20 @@ pub(crate) fn resolve_executable(p: &Path) -> UsageResult<PathBuf> {
         })
 }
 
+/// The dbt to use when `--dbt` is not given, and where it was found: beside
+/// dbt-herd's own executable first (a `pip install dbt-herd` puts both in one
+/// venv's bin), then on PATH.
+pub(crate) fn default_dbt() -> UsageResult<(PathBuf, &'static str)> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("dbt")))
+        .filter(|c| resolve_executable(c).is_ok());
+    match beside {
+        Some(dbt) => Ok((dbt, "beside dbt-herd")),
+        None => Ok((resolve_executable(Path::new("dbt"))?, "on PATH")),
+    }
+}
+
 /// Threads per batch and the budget, each derived from the other when not given.
 fn threads_and_budget(
     workers: u32,
@@ -116,7 +130,10 @@ impl RunSettings {
             Some(p) => Some(absolute(p)),
             None => None,
         };
-        let dbt = resolve_executable(a.dbt.as_deref().unwrap_or(Path::new("dbt")))?;
+        let dbt = match a.dbt.as_deref() {
+            Some(p) => resolve_executable(p)?,
+            None => default_dbt()?.0,
+        };
         let workers = a.workers.unwrap_or(4);
         let (threads, budget) = threads_and_budget(workers, a.threads, a.budget)?;
         if let (Some(step), None) = (a.step, a.backfill) {
@@ -239,6 +256,8 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         headless: given.headless,
         no_mouse: given.no_mouse,
         detach: given.detach,
+        dry_run: given.dry_run,
+        json: given.json,
         on_hangup: given.on_hangup,
         grace_int: given.grace_int.or(stored.grace_int),
         grace_term: given.grace_term.or(stored.grace_term),

@@ -10,7 +10,7 @@ use color_eyre::eyre::WrapErr;
 use crate::cli::{Cli, Command, OnHangup, RunArgs};
 use crate::engine::process;
 use crate::error::{UsageError, exit};
-use crate::{config, demo, report, runs, server, show, start, tui};
+use crate::{config, demo, dry_run, report, runs, server, show, start, tui};
 
 /// Runs dbt-herd with the process's arguments; returns the exit status.
 pub fn main() -> i32 {
@@ -154,8 +154,12 @@ pub(crate) fn runtime() -> color_eyre::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> color_eyre::Result<i32> {
     match cli.command {
+        Command::Run(args) if args.dry_run => {
+            dry_run::run(&args, args.json, &mut std::io::stdout().lock())
+        }
         Command::Run(args) => {
-            let interactive = !args.headless && tui_possible();
+            // JSON events are for scripts: they imply a headless run.
+            let interactive = !args.headless && !args.json && tui_possible();
             if args.detach || interactive {
                 return run_served(&args, interactive && !args.detach);
             }
@@ -167,6 +171,44 @@ fn run(cli: Cli) -> color_eyre::Result<i32> {
         Command::Ls(args) => runtime()?.block_on(runs::ls(&args, &mut std::io::stdout())),
         Command::Demo(args) => demo::run(&args, !args.headless && tui_possible()),
         Command::Show(args) => show::run(&args, &mut std::io::stdout().lock()),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut text = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "dbt-herd", &mut text);
+            print_all(&text)
+        }
+        Command::Man => print_all(&man_page().wrap_err("cannot render the man page")?),
+    }
+}
+
+/// One man page: the command, then each subcommand's synopsis and options (so
+/// `man dbt-herd` documents `run`'s flags too).
+fn man_page() -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        writeln!(page, ".SH \"DBT-HERD {}\"", name.to_uppercase())?;
+        let sub = sub.clone().bin_name(format!("dbt-herd {name}"));
+        let man = clap_mangen::Man::new(sub);
+        man.render_synopsis_section(&mut page)?;
+        man.render_description_section(&mut page)?;
+        man.render_options_section(&mut page)?;
+    }
+    Ok(page)
+}
+
+/// Writes `text` to stdout; a reader that stopped early (`| head`) is not a failure.
+fn print_all(text: &[u8]) -> color_eyre::Result<i32> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(e).wrap_err("cannot write to stdout")
+        }
+        _ => Ok(exit::OK),
     }
 }
 
@@ -228,8 +270,28 @@ fn run_headless(args: &RunArgs) -> color_eyre::Result<i32> {
             observer: None,
         };
         let (server, local) = server::Server::start(handle, &state_dir, opts)?;
-        let outcome = report::run_headless(local, std::io::stdout(), None, false).await?;
-        Ok(server::daemon::finish(server, outcome, &state_dir, started).await)
+        if !args.json {
+            let outcome = report::run_headless(local, std::io::stdout(), None, false).await?;
+            return Ok(server::daemon::finish(server, outcome, &state_dir, started).await);
+        }
+        // JSON events on stdout; the lines for people on stderr.
+        let events = std::sync::Arc::new(std::sync::Mutex::new(report::json::JsonEvents::new(
+            std::io::stdout(),
+        )));
+        let feed = events.clone();
+        let observer: report::Observer = Box::new(move |ev, _| {
+            if let Ok(mut e) = feed.lock() {
+                e.on_event(ev);
+            }
+        });
+        let outcome = report::run_headless(local, std::io::stderr(), Some(observer), false).await?;
+        let summary = outcome.engine.summary.clone();
+        let path = outcome.engine.summary_path.clone();
+        let code = server::daemon::finish(server, outcome, &state_dir, started).await;
+        if let Ok(mut e) = events.lock() {
+            e.finished(code, &summary, path.as_deref());
+        }
+        Ok(code)
     })
 }
 

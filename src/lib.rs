@@ -10,6 +10,7 @@ mod clock;
 mod config;
 mod dbt;
 pub mod demo;
+mod dry_run;
 mod engine;
 pub mod entry;
 pub mod error;

@@ -40,6 +40,7 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
         return prepare_resume(dir, given);
     }
     let settings = RunSettings::from_args(given)?;
+    say_which_dbt(given.dbt.is_none(), &settings);
     let plan = plan::build(&settings.plan);
     let root = config::absolute(
         &given
@@ -85,6 +86,7 @@ fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<
     let mut merged = config::merge_resume(&stored.args, given);
     config::refill_secrets(&mut merged)?;
     let settings = RunSettings::from_args(&merged)?;
+    say_which_dbt(merged.dbt.is_none(), &settings);
     let plan = plan::build(&settings.plan);
     let journal_path = state.journal_path();
     let past = journal::read(&journal_path).map_err(|e| usage!("--resume: {e}"))?;
@@ -153,6 +155,14 @@ impl PreparedRun {
                 shared_parse(&self.settings, &self.plan, &self.state.root.join("parse")).await;
         }
         Ok(&self.runner.insert(runner).choice)
+    }
+}
+
+/// Without `--dbt`, which dbt the run uses and where it was found.
+fn say_which_dbt(defaulted: bool, settings: &RunSettings) {
+    if defaulted {
+        let how = config::default_dbt().map_or("on PATH", |(_, how)| how);
+        eprintln!("dbt-herd: using {} ({how})", settings.dbt.display());
     }
 }
 

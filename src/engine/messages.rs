@@ -382,6 +382,16 @@ pub enum Event {
         level: Level,
         text: String,
     },
+    /// A node of a batch's attempt finished (or was skipped), as dbt reported it.
+    NodeFinished {
+        batch: usize,
+        attempt: u32,
+        /// dbt's unique id (`model.shop.fct_orders`). Untrusted.
+        node: String,
+        /// dbt's status word (`success`, `error`, `pass`, `fail`, `warn`, `skipped`, …).
+        status: String,
+        execution_time_s: Option<f64>,
+    },
     /// Batches added to the plan (by a split), already queued.
     BatchesAdded(Vec<BatchView>),
     /// About once a second while anything runs: the machine and each running dbt process tree.

@@ -1,6 +1,7 @@
 //! The headless face: progress as lines on stdout, a final summary, and the exit
 //! status. It only consumes engine events and sends commands.
 
+pub(crate) mod json;
 mod watch;
 
 use std::io::Write;
@@ -141,6 +142,7 @@ impl<W: Write> Reporter<W> {
                 self.line(if *p { "queue paused" } else { "queue resumed" });
             }
             Event::Log { .. }
+            | Event::NodeFinished { .. }
             | Event::QueueChanged(_)
             | Event::Idle
             | Event::Stopped

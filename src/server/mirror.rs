@@ -84,6 +84,8 @@ impl Mirror {
             Event::Resources(r) => self.resources = Some(r.clone()),
             Event::Idle => self.idle = true,
             Event::Stopped => self.stopped = true,
+            // Told as it happens; a later client sees the batch's counts.
+            Event::NodeFinished { .. } => {}
         }
     }
 

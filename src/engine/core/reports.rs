@@ -144,6 +144,7 @@ impl EngineCore {
     }
 
     fn on_line(&mut self, key: AttemptKey, line: OutputLine, now: f64) -> Vec<Effect> {
+        let mut finished_node = None;
         let st = &mut self.batches[key.batch];
         let worker = st.attempt(key.attempt).map_or(0, |a| a.worker);
         let (shown, changed) = match line.event {
@@ -163,6 +164,9 @@ impl EngineCore {
             ),
             Some(ev) => {
                 let changed = self.note_event(key, &ev);
+                if let Some(done) = node_finished(key, &ev) {
+                    finished_node = Some(done);
+                }
                 let shown = events::render(&ev).map(|text| LogLine {
                     level: ev.level,
                     class: match &ev.kind {
@@ -178,7 +182,7 @@ impl EngineCore {
                 (shown, changed)
             }
         };
-        let mut fx = Vec::new();
+        let mut fx: Vec<Effect> = finished_node.map(Effect::Emit).into_iter().collect();
         if let Some(line) = shown {
             fx.push(Effect::Emit(Event::Log {
                 batch: key.batch,
@@ -363,4 +367,25 @@ impl EngineCore {
         fx.extend(self.dispatch(now));
         fx
     }
+}
+
+/// A node's end as an event for the faces (the JSON event stream reports each).
+fn node_finished(key: AttemptKey, ev: &DbtEvent) -> Option<Event> {
+    let (node, status, execution_time_s) = match &ev.kind {
+        EventKind::NodeFinished {
+            node,
+            status,
+            execution_time,
+            ..
+        } => (node, status.clone(), *execution_time),
+        EventKind::NodeSkipped { node, .. } => (node, "skipped".to_string(), None),
+        _ => return None,
+    };
+    Some(Event::NodeFinished {
+        batch: key.batch,
+        attempt: key.attempt,
+        node: node.unique_id.clone(),
+        status,
+        execution_time_s,
+    })
 }

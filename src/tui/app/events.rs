@@ -104,6 +104,8 @@ impl App {
                 }
             }
             Event::Stopped => return vec![Effect::Exit],
+            // The pane shows the node's log line; the counts come with the batch.
+            Event::NodeFinished { .. } => {}
         }
         Vec::new()
     }

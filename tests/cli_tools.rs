@@ -1,0 +1,271 @@
+//! The commands around a run: `--dry-run` (text and JSON), shell completions
+//! and the man page. No dbt is started by any of them.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn herd(args: &[&str]) -> std::process::Output {
+    Command::new(bin()).args(args).output().unwrap()
+}
+
+#[test]
+fn a_dry_run_shows_every_batch_and_the_budget_and_starts_nothing() {
+    let dir = fake_project();
+    let state = dir.path().join("state");
+    let fake = fake_dbt();
+    let common = [
+        "run",
+        "--dry-run",
+        "--dbt",
+        fake.to_str().unwrap(),
+        "--project-dir",
+        dir.path().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "-s",
+        "ok",
+        "-s",
+        "tag:nightly",
+        "--backfill",
+        "2024-03-01..2024-03-03",
+        "--workers",
+        "3",
+        "--threads",
+        "2",
+        "--budget",
+        "5",
+        "--env",
+        "DB_PASSWORD=hunter2",
+        "--env",
+        "DUCKDB_PATH=/w/{worker}.duckdb",
+    ];
+    let out = herd(&common);
+    let text = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        common::text(&out.stderr)
+    );
+    assert!(!state.exists(), "a dry run writes no state dir");
+    assert!(text.contains("4 batches"), "{text}");
+    assert!(
+        text.contains(
+            "3 workers × 2 threads = 6 connections > budget 5: at most 2 batches run at once"
+        ),
+        "{text}"
+    );
+    for id in [
+        "2024-03-01_ok",
+        "2024-03-01_tag-nightly",
+        "2024-03-02_ok",
+        "2024-03-02_tag-nightly",
+    ] {
+        assert!(text.contains(&format!("\n{id}  ")), "{id} missing:\n{text}");
+        assert!(
+            text.contains(&format!("DBT_ENV_CUSTOM_ENV_HERD_BATCH={id} ")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("DB_PASSWORD='***'"), "{text}");
+    assert!(!text.contains("hunter2"), "a secret was printed:\n{text}");
+    assert!(text.contains("DUCKDB_PATH=/w/1.duckdb"), "{text}");
+
+    let mut json_args = common.to_vec();
+    json_args.push("--json");
+    let out = herd(&json_args);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["at_once"], 2);
+    let batches = doc["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 4);
+    let first = &batches[0];
+    assert_eq!(first["argv"][0], fake.to_str().unwrap());
+    assert_eq!(first["env"]["DB_PASSWORD"], "***");
+    let argv: Vec<&str> = first["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = |flag: &str| argv[argv.iter().position(|a| *a == flag).unwrap() + 1];
+    assert_eq!(at("--select"), "ok");
+    assert_eq!(at("--threads"), "2");
+    assert!(at("--target-path").starts_with(state.to_str().unwrap()));
+    assert!(!out.stdout.windows(7).any(|w| w == b"hunter2"));
+    assert!(!state.exists());
+}
+
+#[test]
+fn a_dry_run_with_bad_options_is_one_line_and_exit_2() {
+    let out = herd(&["run", "--dry-run", "--workers", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim().lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_and_a_man_page() {
+    for (shell, marker) in [
+        ("bash", "_dbt__herd()"),
+        ("zsh", "#compdef dbt-herd"),
+        ("fish", "complete -c dbt-herd"),
+    ] {
+        let out = herd(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("backfill"),
+            "{shell} completes run's options"
+        );
+        assert!(
+            script.contains("attach"),
+            "{shell} completes the subcommands"
+        );
+    }
+    let out = herd(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("tcsh"));
+
+    let out = herd(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH dbt-herd 1"), "{page}");
+    assert!(page.contains("parallel"), "{page}");
+    // Each subcommand's options are in it too.
+    assert!(page.contains("DBT-HERD RUN"), "{page}");
+    assert!(page.contains("\\-\\-backfill"), "{page}");
+    assert!(page.contains("\\-\\-read\\-only"), "{page}");
+}
+
+/// The README's table of JSON events: kind → its fields.
+fn documented_events() -> std::collections::BTreeMap<String, Vec<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme
+        .split("### JSON events")
+        .nth(1)
+        .expect("the README documents the JSON events");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with("| event |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let names = |c: &str| -> Vec<String> {
+                c.split(',')
+                    .map(|f| f.trim().trim_matches('`').to_string())
+                    .filter(|f| !f.is_empty())
+                    .collect()
+            };
+            (names(cells[1]).remove(0), names(cells[2]))
+        })
+        .collect()
+}
+
+#[test]
+fn json_events_are_the_ones_the_readme_documents_with_their_fields() {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let documented = documented_events();
+    assert_eq!(documented.len(), 7, "{documented:?}");
+
+    let dir = fake_project();
+    let t = tag("json-events");
+    let _reaper = Reaper(t.clone());
+    let state = dir.path().join("state");
+    // ok, a failing batch, a flaky one retried (queued again), and a sleepy one
+    // kept running while the budget is changed over the control socket.
+    let mut child = fake_run(
+        dir.path(),
+        &t,
+        &[
+            "--json",
+            "-s",
+            "ok",
+            "-s",
+            "fail",
+            "-s",
+            "flaky",
+            "-s",
+            "sleepy",
+            "--retries",
+            "1",
+            "--workers",
+            "4",
+        ],
+    )
+    .env("FAKE_SLEEP", "3")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let sock = state.join("control.sock");
+    assert!(wait_for(std::time::Duration::from_secs(20), || sock.exists()));
+    let d = std::fs::File::open(&state).unwrap();
+    let short = format!("/proc/self/fd/{}/control.sock", d.as_raw_fd());
+    let mut client = std::os::unix::net::UnixStream::connect(&short).unwrap();
+    writeln!(
+        client,
+        r#"{{"type":"hello","protocol":1,"read_only":false}}"#
+    )
+    .unwrap();
+    writeln!(
+        client,
+        r#"{{"type":"command","command":{{"SetBudget":6}}}}"#
+    )
+    .unwrap();
+    // Gone once it has spoken: a client that can steer keeps an idle run alive.
+    client.flush().unwrap();
+    drop(client);
+
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let obj = v.as_object().unwrap();
+        assert_eq!(v["schema_version"], 1, "{line}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).is_ok(),
+            "{line}"
+        );
+        let kind = v["event"].as_str().unwrap().to_string();
+        let fields = documented
+            .get(&kind)
+            .unwrap_or_else(|| panic!("{kind} is not in the README: {line}"));
+        let mut have: Vec<&str> = obj
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !["schema_version", "ts", "event"].contains(k))
+            .collect();
+        have.sort_unstable();
+        let mut want: Vec<&str> = fields.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        assert_eq!(have, want, "{kind}'s fields differ from the README: {line}");
+        seen.insert(kind);
+        last = Some(v);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "one batch fails");
+    let kinds: std::collections::BTreeSet<String> = documented.keys().cloned().collect();
+    assert_eq!(seen, kinds, "every documented kind was produced");
+    let last = last.unwrap();
+    assert_eq!(last["event"], "run_finished");
+    assert_eq!(last["exit_code"], 1);
+    assert_eq!(last["succeeded"], 3);
+    assert_eq!(last["failed"], 1);
+}
