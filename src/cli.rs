@@ -177,6 +177,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "CMD")]
     pub command: Option<DbtCommand>,
 
+    /// A plan file (YAML or JSON): a list of batches, each with its own select,
+    /// exclude, selector, vars, env, threads, command, args and after; a pool
+    /// script's `[{"name", "args", "env"}]` too. Combines with --backfill.
+    #[arg(long, value_name = "FILE", conflicts_with = "select")]
+    pub plan: Option<PathBuf>,
+
     /// A dbt selector; one batch per occurrence (repeatable).
     #[arg(short = 's', long = "select", value_name = "SELECTOR", value_parser = non_empty)]
     pub select: Vec<String>,

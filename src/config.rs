@@ -136,6 +136,20 @@ impl RunSettings {
         };
         let workers = a.workers.unwrap_or(4);
         let (threads, budget) = threads_and_budget(workers, a.threads, a.budget)?;
+        let entries = match &a.plan {
+            Some(path) => crate::plan_file::load(path)?,
+            None => Vec::new(),
+        };
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.threads.is_some_and(|t| t > budget))
+        {
+            return Err(usage!(
+                "invalid --plan: entry {} wants {} threads, more than the budget of {budget} connections",
+                e.id,
+                e.threads.unwrap_or_default()
+            ));
+        }
         if let (Some(step), None) = (a.step, a.backfill) {
             return Err(usage!("--step '{step}' needs --backfill FROM..TO"));
         }
@@ -160,6 +174,7 @@ impl RunSettings {
             grace_int: grace(a.grace_int, 10),
             grace_term: grace(a.grace_term, 5),
             plan: PlanSpec {
+                entries,
                 selects: a.select.clone(),
                 backfill: a.backfill,
                 step: a.step.unwrap_or(Step::Days(1)),
@@ -178,6 +193,7 @@ pub(crate) fn normalized_for_storage(a: &RunArgs) -> RunArgs {
     let mut s = a.clone();
     s.project_dir = Some(absolute(a.project_dir.as_deref().unwrap_or(Path::new("."))));
     s.profiles_dir = a.profiles_dir.as_deref().map(absolute);
+    s.plan = a.plan.as_deref().map(absolute);
     s.dbt = a.dbt.as_ref().map(|p| {
         if p.components().count() > 1 {
             absolute(p)
@@ -255,6 +271,7 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         resume: given.resume.clone(),
         headless: given.headless,
         no_mouse: given.no_mouse,
+        plan: pick(given.plan.as_ref(), stored.plan.as_ref()),
         detach: given.detach,
         dry_run: given.dry_run,
         json: given.json,

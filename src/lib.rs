@@ -17,6 +17,7 @@ pub mod error;
 mod graph;
 mod link;
 mod plan;
+mod plan_file;
 #[doc(hidden)]
 pub mod procfs;
 mod progress;

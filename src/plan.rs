@@ -153,11 +153,40 @@ pub struct Batch {
     /// Relations this batch writes that no other batch may write at the same time.
     #[serde(default)]
     pub locks: Vec<String>,
+    /// What a plan file set for this batch alone (the run's options otherwise).
+    #[serde(default)]
+    pub own: BatchOptions,
+}
+
+/// A batch's own options, from a plan file's entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchOptions {
+    /// Added to the run's `--exclude`.
+    pub exclude: Option<String>,
+    /// Instead of the run's `--selector`.
+    pub selector: Option<String>,
+    /// Added to the environment (`{batch}`, `{worker}` replaced).
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Instead of the run's `--threads`.
+    pub threads: Option<u32>,
+    /// Instead of the run's `--command`.
+    pub command: Option<crate::cli::DbtCommand>,
+    /// After the run's own extra dbt args.
+    pub args: Vec<String>,
+}
+
+impl BatchOptions {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What the plan is built from (already validated values).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanSpec {
+    /// A plan file's entries (then `selects` is empty).
+    #[serde(default)]
+    pub entries: Vec<crate::plan_file::PlanEntry>,
     pub selects: Vec<String>,
     pub backfill: Option<Window>,
     pub step: Step,
@@ -195,12 +224,16 @@ pub fn parse_vars(s: &str) -> UsageResult<Map<String, Value>> {
     }
 }
 
-/// Builds the batches: windows × selectors (either may be absent).
+/// Builds the batches: windows × selectors, or windows × plan entries (either
+/// may be absent).
 pub fn build(spec: &PlanSpec) -> Vec<Batch> {
     let wins: Vec<Option<Window>> = match spec.backfill {
         Some(range) => windows(range, spec.step).into_iter().map(Some).collect(),
         None => vec![None],
     };
+    if !spec.entries.is_empty() {
+        return from_entries(spec, &wins);
+    }
     let sels: Vec<Option<&String>> = if spec.selects.is_empty() {
         vec![None]
     } else {
@@ -224,19 +257,63 @@ pub fn build(spec: &PlanSpec) -> Vec<Batch> {
             } else {
                 format!("{base_id}-{n}")
             };
-            let mut vars = spec.base_vars.clone();
-            if let Some(w) = win
-                && spec.window_as == crate::cli::WindowAs::Vars
-            {
-                vars.insert(spec.start_var.clone(), Value::String(w.start.to_string()));
-                vars.insert(spec.end_var.clone(), Value::String(w.end.to_string()));
-            }
+            let vars = window_vars(spec, &Map::new(), win.as_ref());
             out.push(Batch {
                 id,
                 label,
                 select: sel.cloned(),
                 window: *win,
                 vars,
+                ..Batch::default()
+            });
+        }
+    }
+    out
+}
+
+/// The window's vars over the base vars (and an entry's own), as a batch gets them.
+fn window_vars(
+    spec: &PlanSpec,
+    own: &Map<String, Value>,
+    win: Option<&Window>,
+) -> Map<String, Value> {
+    let mut vars = spec.base_vars.clone();
+    vars.extend(own.clone());
+    if let Some(w) = win
+        && spec.window_as == crate::cli::WindowAs::Vars
+    {
+        vars.insert(spec.start_var.clone(), Value::String(w.start.to_string()));
+        vars.insert(spec.end_var.clone(), Value::String(w.end.to_string()));
+    }
+    vars
+}
+
+/// Each window × each plan-file entry; an entry's `after` names the same
+/// window's batches of those entries.
+fn from_entries(spec: &PlanSpec, wins: &[Option<Window>]) -> Vec<Batch> {
+    let mut out = Vec::with_capacity(wins.len() * spec.entries.len());
+    for win in wins {
+        let id = |entry: &str| match win {
+            Some(w) => format!("{}_{entry}", w.start),
+            None => entry.to_string(),
+        };
+        for e in &spec.entries {
+            let what = e.select.clone().unwrap_or_else(|| e.id.clone());
+            out.push(Batch {
+                id: id(&e.id),
+                label: label_for(win.as_ref(), Some(&what)),
+                select: e.select.clone(),
+                window: *win,
+                vars: window_vars(spec, &e.vars, win.as_ref()),
+                after: e.after.iter().map(|a| id(a)).collect(),
+                own: BatchOptions {
+                    exclude: e.exclude.clone(),
+                    selector: e.selector.clone(),
+                    env: e.env.clone(),
+                    threads: e.threads,
+                    command: e.command,
+                    args: e.args.clone(),
+                },
                 ..Batch::default()
             });
         }
@@ -286,6 +363,46 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn plan_file_entries_run_in_every_window_with_their_own_options() {
+        let entries = crate::plan_file::parse(
+            "- {id: load, select: tag:load, threads: 2, env: {X: '{batch}'}}\n- {id: report, select: tag:report, after: [load], vars: {k: 1}}",
+        )
+        .unwrap();
+        let spec = PlanSpec {
+            entries,
+            selects: vec![],
+            backfill: Some(parse_backfill("2024-03-01..2024-03-03").unwrap()),
+            step: Step::Days(1),
+            start_var: "start_date".into(),
+            end_var: "end_date".into(),
+            base_vars: parse_vars("{k: 0, base: true}").unwrap(),
+            window_as: crate::cli::WindowAs::Vars,
+        };
+        let plan = build(&spec);
+        let ids: Vec<&str> = plan.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "2024-03-01_load",
+                "2024-03-01_report",
+                "2024-03-02_load",
+                "2024-03-02_report"
+            ]
+        );
+        assert_eq!(
+            plan[1].after,
+            ["2024-03-01_load"],
+            "the same window's entry"
+        );
+        assert_eq!(plan[3].after, ["2024-03-02_load"]);
+        assert_eq!(plan[1].vars["k"], 1, "the entry's vars over the base");
+        assert_eq!(plan[1].vars["base"], true);
+        assert_eq!(plan[3].vars["start_date"], "2024-03-02");
+        assert_eq!(plan[0].own.threads, Some(2));
+        assert_eq!(plan[0].label, "2024-03-01 tag:load");
     }
 
     #[test]
@@ -369,6 +486,7 @@ mod tests {
 
     fn spec() -> PlanSpec {
         PlanSpec {
+            entries: Vec::new(),
             selects: vec![],
             backfill: None,
             step: Step::Days(1),

@@ -269,3 +269,111 @@ fn json_events_are_the_ones_the_readme_documents_with_their_fields() {
     assert_eq!(last["succeeded"], 3);
     assert_eq!(last["failed"], 1);
 }
+
+#[test]
+fn a_pool_scripts_plan_runs_unchanged_and_a_plan_files_after_edges_hold() {
+    let dir = fake_project();
+    let t = tag("plan-file");
+    let _reaper = Reaper(t.clone());
+    // The pool script's format, as it is.
+    let pooled = dir.path().join("plan.json");
+    std::fs::write(
+        &pooled,
+        r#"[{"name": "w01", "args": ["run", "--select", "ok", "--vars", "{run_date: '2024-01-01'}"], "env": {"HERD_PLAN_ENV": "one"}},
+            {"name": "w02", "args": ["build", "-s", "ok", "--full-refresh"]}]"#,
+    )
+    .unwrap();
+    let out = output(fake_run(
+        dir.path(),
+        &t,
+        &["--plan", pooled.to_str().unwrap()],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let s = summary(&dir.path().join("state"));
+    let ids: Vec<&str> = s["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["w01", "w02"]);
+    let cmd = |id: &str| {
+        batch(&s, id)["history"][0]["command"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        cmd("w01").contains(" run --select ok --vars "),
+        "{}",
+        cmd("w01")
+    );
+    assert!(cmd("w01").contains("HERD_PLAN_ENV=one"), "{}", cmd("w01"));
+    assert!(cmd("w02").contains(" build --select ok "), "{}", cmd("w02"));
+    assert!(cmd("w02").ends_with("--full-refresh"), "{}", cmd("w02"));
+
+    // dbt-herd's own format with --backfill: report waits on load, window by window.
+    let dir = fake_project();
+    let plan = dir.path().join("plan.yml");
+    std::fs::write(
+        &plan,
+        "- {id: load, select: sleepy}\n- {id: report, select: ok, after: [load], threads: 1}\n",
+    )
+    .unwrap();
+    let mut run = fake_run(
+        dir.path(),
+        &t,
+        &[
+            "--plan",
+            plan.to_str().unwrap(),
+            "--backfill",
+            "2024-03-01..2024-03-03",
+            "--workers",
+            "4",
+        ],
+    );
+    run.env("FAKE_SLEEP", "1");
+    let out = output(run);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let journal = std::fs::read_to_string(dir.path().join("state/journal.jsonl")).unwrap();
+    let at = |record: &str, batch: &str| {
+        journal
+            .lines()
+            .position(|l| l.contains(&format!(r#""record":"{record}","batch":"{batch}""#)))
+            .unwrap_or_else(|| panic!("no {record} of {batch}:\n{journal}"))
+    };
+    for day in ["2024-03-01", "2024-03-02"] {
+        assert!(
+            at("attempt_finished", &format!("{day}_load"))
+                < at("attempt_started", &format!("{day}_report")),
+            "{day}: report started before load finished:\n{journal}"
+        );
+    }
+
+    // A bad plan: one line naming the entry and the field, exit 2.
+    std::fs::write(&plan, "- {id: a, after: [b]}\n- {id: b, after: [a]}\n").unwrap();
+    let out = output(fake_run(
+        dir.path(),
+        &t,
+        &["--plan", plan.to_str().unwrap()],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("entry 1 (id a): field after makes a cycle: a → b → a"),
+        "{err}"
+    );
+}

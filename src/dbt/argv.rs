@@ -43,7 +43,7 @@ pub fn build_args(
     let mut a: Vec<String> = Vec::new();
     match kind {
         AttemptKind::Full => {
-            a.push(s.command.to_string());
+            a.push(batch.own.command.unwrap_or(s.command).to_string());
             a.extend(selection_args(s, batch));
             if let (WindowAs::EventTime, Some(w)) = (s.plan.window_as, batch.window) {
                 // dbt reads these as timestamps: a day's window is [start, end).
@@ -60,10 +60,16 @@ pub fn build_args(
         AttemptKind::Retry => a.push("retry".into()),
     }
     a.extend(["--log-format".into(), "json".into()]);
-    a.extend(["--threads".into(), s.threads.to_string()]);
+    a.extend(["--threads".into(), threads_of(s, batch).to_string()]);
     a.extend(location_args(s, target, logs));
     a.extend(s.extra_args.iter().cloned());
+    a.extend(batch.own.args.iter().cloned());
     a
+}
+
+/// The batch's `--threads`: its own (from a plan file), else the run's.
+pub fn threads_of(s: &RunSettings, batch: &Batch) -> u32 {
+    batch.own.threads.unwrap_or(s.threads)
 }
 
 /// The environment added for one attempt: the user's templates plus the batch tag.
@@ -73,6 +79,14 @@ pub fn build_env(s: &RunSettings, batch: &Batch, worker: usize) -> Vec<(String, 
         .iter()
         .map(|t| (t.key.clone(), t.render(&batch.id, worker)))
         .collect();
+    // A plan file's entry env, templated alike, after (and over) the run's.
+    env.extend(batch.own.env.iter().map(|(k, v)| {
+        let t = crate::cli::EnvTemplate {
+            key: k.clone(),
+            value: v.clone(),
+        };
+        (t.key.clone(), t.render(&batch.id, worker))
+    }));
     env.push((BATCH_ENV.into(), batch.id.clone()));
     env
 }
@@ -127,13 +141,14 @@ fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
     let exclude: Vec<&str> = s
         .exclude
         .iter()
+        .chain(&batch.own.exclude)
         .map(String::as_str)
         .chain(batch.exclude.iter().map(String::as_str))
         .collect();
     if !exclude.is_empty() {
         a.extend(["--exclude".into(), exclude.join(" ")]);
     }
-    if let Some(name) = &s.selector {
+    if let Some(name) = batch.own.selector.as_ref().or(s.selector.as_ref()) {
         a.extend(["--selector".into(), name.clone()]);
     }
     if let Some(how) = &batch.indirect_selection {
@@ -250,6 +265,7 @@ mod tests {
             grace_int: Duration::from_secs(1),
             grace_term: Duration::from_secs(1),
             plan: PlanSpec {
+                entries: Vec::new(),
                 selects: vec![],
                 backfill: None,
                 step: Step::Days(1),
@@ -272,6 +288,44 @@ mod tests {
             vars,
             ..Batch::default()
         }
+    }
+
+    #[test]
+    fn a_plan_file_entrys_own_options_replace_or_add_to_the_runs() {
+        let s = settings();
+        let b = Batch {
+            id: "b1".into(),
+            select: Some("tag:x".into()),
+            own: crate::plan::BatchOptions {
+                exclude: Some("tag:flaky".into()),
+                selector: Some("nightly".into()),
+                env: [("A".to_string(), "{batch}-{worker}".to_string())].into(),
+                threads: Some(5),
+                command: Some(DbtCommand::Test),
+                args: vec!["--warn-error".into()],
+            },
+            ..Batch::default()
+        };
+        let inv = invocation(
+            &s,
+            &b,
+            AttemptKind::Full,
+            2,
+            Path::new("/t"),
+            Path::new("/l"),
+        );
+        let a = &inv.args;
+        let after = |flag: &str| a[a.iter().position(|x| x == flag).unwrap() + 1].clone();
+        assert_eq!(a[0], "test", "the entry's command");
+        assert_eq!(after("--threads"), "5");
+        assert_eq!(after("--selector"), "nightly");
+        assert_eq!(
+            after("--exclude"),
+            "tag:slow tag:flaky",
+            "the run's, then the entry's"
+        );
+        assert_eq!(&a[a.len() - 2..], ["--full-refresh", "--warn-error"]);
+        assert!(inv.env.contains(&("A".into(), "b1-2".into())));
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(crate) fn fingerprint(s: &RunSettings, b: &Batch) -> String {
     if !b.exclude.is_empty() {
         what["batch_exclude"] = serde_json::json!(b.exclude);
     }
+    if !b.own.is_empty() {
+        what["own"] = serde_json::json!(b.own);
+    }
     if let Some(how) = &b.indirect_selection {
         what["indirect_selection"] = serde_json::json!(how);
     }

@@ -140,12 +140,18 @@ impl EngineCore {
     }
 
     fn set_budget(&mut self, n: u32) -> Vec<Effect> {
-        if n < self.cfg.threads {
+        // Below the largest batch's threads, that batch could never start.
+        let most = (0..self.batches.len())
+            .map(|b| self.threads_of(b))
+            .max()
+            .unwrap_or(self.cfg.threads)
+            .max(self.cfg.threads);
+        if n < most {
             return vec![Self::notice(
                 Level::Warn,
                 format!(
-                    "budget {n} is below one batch's {} threads; kept {}",
-                    self.cfg.threads, self.cfg.budget
+                    "budget {n} is below one batch's {most} threads; kept {}",
+                    self.cfg.budget
                 ),
             )];
         }

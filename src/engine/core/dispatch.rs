@@ -22,9 +22,6 @@ impl EngineCore {
             .slots
             .iter()
             .position(|s| !s.paused && !s.retiring && s.running.is_none())?;
-        if self.budget_in_use() + self.cfg.threads > self.cfg.budget {
-            return None;
-        }
         let held: BTreeSet<&str> = self
             .slots
             .iter()
@@ -44,7 +41,21 @@ impl EngineCore {
                 .all(|&p| self.batches[p].status == BatchStatus::Succeeded)
                 && !st.batch.locks.iter().any(|l| held.contains(l.as_str()))
         })?;
+        // The first batch that may start waits for room in the budget: the
+        // queue's order holds (a smaller batch behind it does not jump it).
+        if self.budget_in_use() + self.threads_of(batch) > self.cfg.budget {
+            return None;
+        }
         Some((batch, slot))
+    }
+
+    /// A batch's connections while it runs: its own threads, else the run's.
+    pub fn threads_of(&self, b: usize) -> u32 {
+        self.batches[b]
+            .batch
+            .own
+            .threads
+            .unwrap_or(self.cfg.threads)
     }
 
     /// The kind of the batch's next attempt. `dbt retry` only when the previous
@@ -74,6 +85,7 @@ impl EngineCore {
             self.queue.retain(|&q| q != b);
             let kind = self.next_kind(b);
             let worker = self.slots[s].number;
+            let threads = self.threads_of(b);
             let st = &mut self.batches[b];
             let number = u32::try_from(st.attempts.len()).unwrap_or(u32::MAX - 1) + 1;
             st.begin_attempt(AttemptRecord::new(number, kind, worker, now));
@@ -83,7 +95,7 @@ impl EngineCore {
             };
             self.slots[s].running = Some(Running {
                 key,
-                threads: self.cfg.threads,
+                threads,
                 suspended: false,
             });
             fx.push(Effect::Journal(JournalEntry::AttemptStarted {

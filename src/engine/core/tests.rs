@@ -156,6 +156,32 @@ fn budget_limits_how_many_start() {
 }
 
 #[test]
+fn a_batch_with_its_own_threads_counts_them_and_waits_its_turn_for_the_budget() {
+    // Budget 4, 3 workers: b0 takes 1 thread, b1 wants 3 (a plan file's), b2 1.
+    let mut plan = batches(3);
+    plan[1].own.threads = Some(3);
+    let mut c = core_of(plan, 3, 1, 4, 0);
+    let l = launches(&c.start(0.0));
+    assert_eq!(l.len(), 2, "b0 and b1 fit: 1 + 3");
+    assert_eq!(c.budget_in_use(), 4);
+    // b2 waits although a slot is free: the budget is full.
+    assert!(c.next_dispatch().is_none());
+    // b1 ends: its 3 connections come back and b2 starts with 1.
+    let fx = c.on_attempt(
+        exited(l[1].0, 0, Ok(rr("i", &[("model.a", "success")]))),
+        1.0,
+    );
+    assert_eq!(launches(&fx).len(), 1);
+    assert_eq!(c.budget_in_use(), 2);
+    // A budget below the largest batch's threads is refused.
+    let fx = c.on_command(Command::SetBudget(2), 2.0);
+    assert!(fx.iter().any(
+        |e| matches!(e, Effect::Emit(Event::Notice { text, .. }) if text.contains("3 threads"))
+    ));
+    assert_eq!(c.cfg.budget, 4);
+}
+
+#[test]
 fn raising_the_budget_starts_more() {
     let mut c = core(6, 4, 2, 4, 0);
     assert_eq!(launches(&c.start(0.0)).len(), 2);

@@ -92,6 +92,7 @@ fn settings(dir: &std::path::Path, workers: usize, threads: u32, budget: u32) ->
         grace_int: Duration::from_millis(100),
         grace_term: Duration::from_millis(100),
         plan: PlanSpec {
+            entries: Vec::new(),
             selects: vec![],
             backfill: None,
             step: Step::Days(1),
