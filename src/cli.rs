@@ -281,6 +281,18 @@ pub(crate) struct RunArgs {
     #[serde(skip)]
     pub no_mouse: bool,
 
+    /// Defaults for run options from this TOML file [default: dbt-herd.toml in the
+    /// project dir, if there]; flags given on the command line win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Print the merged options and where each came from (flag, config file,
+    /// default), and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+
     /// Start the run in the background and return: prints its state dir (attach,
     /// stop and ls find it there).
     #[arg(long, conflicts_with = "headless")]
@@ -360,6 +372,20 @@ pub(crate) struct ShowArgs {
     /// The batch id, as the run shows it (e.g. 2024-01-13 or tag-finance).
     #[arg(value_name = "BATCH")]
     pub batch: String,
+}
+
+impl RunArgs {
+    /// Takes the options that are never stored (how this invocation runs, not
+    /// what the run is) from `from`.
+    pub fn copy_unstored(&mut self, from: &RunArgs) {
+        self.no_mouse = from.no_mouse;
+        self.config.clone_from(&from.config);
+        self.print_config = from.print_config;
+        self.detach = from.detach;
+        self.dry_run = from.dry_run;
+        self.json = from.json;
+        self.on_hangup = from.on_hangup;
+    }
 }
 
 /// `--env KEY=VALUE`, where VALUE may hold `{batch}` and `{worker}`. Stored in

@@ -273,6 +273,8 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         no_mouse: given.no_mouse,
         plan: pick(given.plan.as_ref(), stored.plan.as_ref()),
         detach: given.detach,
+        config: given.config.clone(),
+        print_config: given.print_config,
         dry_run: given.dry_run,
         json: given.json,
         on_hangup: given.on_hangup,

@@ -10,7 +10,7 @@ use color_eyre::eyre::WrapErr;
 use crate::cli::{Cli, Command, OnHangup, RunArgs};
 use crate::engine::process;
 use crate::error::{UsageError, exit};
-use crate::{config, demo, dry_run, report, runs, server, show, start, tui};
+use crate::{config, config_file, demo, dry_run, report, runs, server, show, start, tui};
 
 /// Runs dbt-herd with the process's arguments; returns the exit status.
 pub fn main() -> i32 {
@@ -29,6 +29,15 @@ pub fn main() -> i32 {
     let code = match run(cli) {
         Ok(code) => code,
         Err(report) => {
+            let broken_pipe = report.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe {
+                // The reader of our output stopped early (`| head`): not a failure.
+                process::kill_all_registered();
+                return exit::OK;
+            }
             if let Some(usage) = report.downcast_ref::<UsageError>() {
                 eprintln!("dbt-herd: {usage}");
                 exit::USAGE
@@ -154,17 +163,13 @@ pub(crate) fn runtime() -> color_eyre::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> color_eyre::Result<i32> {
     match cli.command {
-        Command::Run(args) if args.dry_run => {
-            dry_run::run(&args, args.json, &mut std::io::stdout().lock())
+        Command::Run(args) if args.print_config => {
+            config_file::print(&args, &mut std::io::stdout().lock())
         }
-        Command::Run(args) => {
-            // JSON events are for scripts: they imply a headless run.
-            let interactive = !args.headless && !args.json && tui_possible();
-            if args.detach || interactive {
-                return run_served(&args, interactive && !args.detach);
-            }
-            run_headless(&args)
-        }
+        // A resume runs with its stored options; a new run takes the config
+        // file's defaults under its flags.
+        Command::Run(args) if args.resume.is_none() => run_args(&config_file::merged(&args)?.0),
+        Command::Run(args) => run_args(&args),
         Command::Serve => server::daemon::serve(),
         Command::Attach(args) => runtime()?.block_on(runs::attach(&args, tui_possible())),
         Command::Stop(args) => runtime()?.block_on(runs::stop(&args, &mut std::io::stdout())),
@@ -198,6 +203,20 @@ fn man_page() -> std::io::Result<Vec<u8>> {
         man.render_options_section(&mut page)?;
     }
     Ok(page)
+}
+
+/// `dbt-herd run`: a dry run, a run in the background (with or without the TUI),
+/// or a headless run in the foreground.
+fn run_args(args: &RunArgs) -> color_eyre::Result<i32> {
+    if args.dry_run {
+        return dry_run::run(args, args.json, &mut std::io::stdout().lock());
+    }
+    // JSON events are for scripts: they imply a headless run.
+    let interactive = !args.headless && !args.json && tui_possible();
+    if args.detach || interactive {
+        return run_served(args, interactive && !args.detach);
+    }
+    run_headless(args)
 }
 
 /// Writes `text` to stdout; a reader that stopped early (`| head`) is not a failure.

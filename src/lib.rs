@@ -8,6 +8,7 @@
 mod cli;
 mod clock;
 mod config;
+mod config_file;
 mod dbt;
 pub mod demo;
 mod dry_run;

@@ -377,3 +377,59 @@ fn a_pool_scripts_plan_runs_unchanged_and_a_plan_files_after_edges_hold() {
         "{err}"
     );
 }
+
+#[test]
+fn dbt_herd_toml_gives_defaults_that_flags_override() {
+    let dir = fake_project();
+    std::fs::write(
+        dir.path().join("dbt-herd.toml"),
+        "workers = 2\nthreads = 3\nbudget = 6\nenv = [\"FROM_FILE=yes\"]\n",
+    )
+    .unwrap();
+    let fake = fake_dbt();
+    let base = [
+        "run",
+        "--dbt",
+        fake.to_str().unwrap(),
+        "--project-dir",
+        dir.path().to_str().unwrap(),
+        "-s",
+        "ok",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        herd(&a)
+    };
+    let out = with(&["--dry-run", "--json", "--workers", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["workers"], 1, "the flag wins");
+    assert_eq!(doc["threads"], 3, "from the file");
+    assert_eq!(doc["budget"], 6);
+    assert_eq!(doc["batches"][0]["env"]["FROM_FILE"], "yes");
+
+    let out = with(&["--print-config", "--workers", "1"]);
+    let printed = text(&out.stdout);
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("workers ") && l.ends_with("# command line")),
+        "{printed}"
+    );
+    assert!(
+        printed
+            .lines()
+            .any(|l| l.starts_with("threads ") && l.ends_with("# config file")),
+        "{printed}"
+    );
+
+    // --config names another file; an unknown key there is one line and exit 2.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, "wrokers = 3\n").unwrap();
+    let out = with(&["--dry-run", "--config", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown key 'wrokers'"), "{err}");
+}
