@@ -41,6 +41,9 @@ pub(crate) enum Command {
     Stop(StopArgs),
     /// List the runs under .dbt-herd/ (or DIR): live or finished, and their batches.
     Ls(LsArgs),
+    /// Write one self-contained HTML report of a run: a timeline per worker, the
+    /// connections over time, the batch table and every failure.
+    Report(ReportArgs),
     /// Print a shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
     /// Print the man page (roff) on stdout: `dbt-herd man > dbt-herd.1`.
@@ -64,6 +67,16 @@ pub(crate) struct AttachArgs {
     /// Leave the mouse to the terminal (select and copy text as usual).
     #[arg(long)]
     pub no_mouse: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The run's state dir (finished, or still going: a snapshot).
+    #[arg(value_name = "STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// Where to write the report [default: STATE_DIR/report.html].
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

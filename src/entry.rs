@@ -10,7 +10,9 @@ use color_eyre::eyre::WrapErr;
 use crate::cli::{Cli, Command, OnHangup, RunArgs};
 use crate::engine::process;
 use crate::error::{UsageError, exit};
-use crate::{config, config_file, demo, dry_run, report, runs, server, show, start, tui};
+use crate::{
+    config, config_file, demo, dry_run, html_report, report, runs, server, show, start, tui,
+};
 
 /// Runs dbt-herd with the process's arguments; returns the exit status.
 pub fn main() -> i32 {
@@ -176,6 +178,11 @@ fn run(cli: Cli) -> color_eyre::Result<i32> {
         Command::Ls(args) => runtime()?.block_on(runs::ls(&args, &mut std::io::stdout())),
         Command::Demo(args) => demo::run(&args, !args.headless && tui_possible()),
         Command::Show(args) => show::run(&args, &mut std::io::stdout().lock()),
+        Command::Report(args) => {
+            let path = html_report::write(&args.state_dir, args.output.as_deref())?;
+            println!("{}", path.display());
+            Ok(exit::OK)
+        }
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             let mut text = Vec::new();

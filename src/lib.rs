@@ -16,6 +16,7 @@ mod engine;
 pub mod entry;
 pub mod error;
 mod graph;
+mod html_report;
 mod link;
 mod plan;
 mod plan_file;

@@ -433,3 +433,54 @@ fn dbt_herd_toml_gives_defaults_that_flags_override() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("unknown key 'wrokers'"), "{err}");
 }
+
+#[test]
+fn a_report_of_a_run_shows_its_lanes_attempts_and_failures_in_one_file() {
+    let dir = fake_project();
+    let t = tag("report");
+    let _reaper = Reaper(t.clone());
+    let out = output(fake_run(
+        dir.path(),
+        &t,
+        &[
+            "-s",
+            "ok",
+            "-s",
+            "fail",
+            "-s",
+            "flaky",
+            "--retries",
+            "1",
+            "--workers",
+            "2",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let state = dir.path().join("state");
+    let dest = dir.path().join("r.html");
+    let out = herd(&[
+        "report",
+        state.to_str().unwrap(),
+        "-o",
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), dest.to_str().unwrap());
+    let html = std::fs::read_to_string(&dest).unwrap();
+    // Two lanes; ok 1 attempt, fail 2, flaky 2 (its retry succeeds).
+    assert_eq!(html.matches(r#"<g class="lane""#).count(), 2);
+    assert_eq!(html.matches(r#"<rect class="bar"#).count(), 5, "{html}");
+    assert_eq!(html.matches(r#"<rect class="bar failed""#).count(), 3);
+    assert!(html.contains("Failures (1)"));
+    assert!(html.contains("model.fake.m2"), "the failing node");
+    assert!(html.contains("finished, exit 1"));
+    assert!(!html.contains("https://"), "self-contained");
+
+    // Without -o it goes in the state dir; a dir that is not one is exit 2.
+    let out = herd(&["report", state.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(state.join("report.html").is_file());
+    let out = herd(&["report", dir.path().join("nope").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr).trim().lines().count(), 1);
+}
