@@ -19,6 +19,7 @@ pub enum Action {
     Bottom,
     Zoom,
     ToggleTable,
+    Timeline,
     PauseWorker,
     PauseQueue,
     Cancel,
@@ -75,6 +76,7 @@ pub fn action_for(key: &KeyEvent) -> Option<Action> {
         KeyCode::End | KeyCode::Char('G') => Bottom,
         KeyCode::Enter => Zoom,
         KeyCode::Tab | KeyCode::BackTab => ToggleTable,
+        KeyCode::Char('t') => Timeline,
         KeyCode::Char('p') => PauseWorker,
         KeyCode::Char('P') => PauseQueue,
         KeyCode::Char('c') => Cancel,
@@ -115,6 +117,7 @@ pub const HELP: &[(&str, &[(&str, &str)])] = &[
             ("arrows, h j k l", "move between panes or rows"),
             ("Enter", "zoom the focused pane or selected batch"),
             ("Tab", "switch between the worker grid and the batch table"),
+            ("t", "timeline: a lane per worker, a bar per attempt"),
             ("] / [", "next / previous failed batch"),
             (
                 "v / E",

@@ -122,6 +122,7 @@ impl App {
             }
             Action::Help => self.overlay = Overlay::Help(0),
             Action::Back if self.screen == Screen::Table => self.table_back(),
+            Action::Back if self.screen == Screen::Timeline => self.screen = Screen::Grid,
             Action::Back => self.notice = None,
             Action::Up | Action::Down | Action::Left | Action::Right => self.move_focus(action),
             Action::PageUp | Action::PageDown if self.screen == Screen::Table => {
@@ -184,9 +185,16 @@ impl App {
                 }
                 None => self.say(Level::Info, "this worker has not run a batch yet"),
             },
+            Action::Timeline => {
+                self.screen = if self.screen == Screen::Timeline {
+                    Screen::Grid
+                } else {
+                    Screen::Timeline
+                };
+            }
             Action::ToggleTable => {
                 self.screen = match self.screen {
-                    Screen::Grid => {
+                    Screen::Grid | Screen::Timeline => {
                         if let Some(b) = self.pane_batch(self.focus) {
                             self.selected = b;
                         }
@@ -372,6 +380,8 @@ impl App {
                 Action::Down => self.move_selection(1),
                 _ => {}
             },
+            // The timeline has nothing to move through.
+            Screen::Timeline => {}
             Screen::Grid => {
                 let n = self.workers.len();
                 if n == 0 {

@@ -76,6 +76,8 @@ pub enum Effect {
 pub enum Screen {
     Grid,
     Table,
+    /// The run so far in time: a lane per worker, a bar per attempt.
+    Timeline,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +223,7 @@ impl App {
         }
         match self.screen {
             Screen::Table => self.selected_row(),
-            Screen::Grid => self.pane_batch(self.focus),
+            Screen::Grid | Screen::Timeline => self.pane_batch(self.focus),
         }
     }
 

@@ -51,6 +51,7 @@ impl App {
                 .batch_at_table_line(y)
                 .map(|b| self.selected = b)
                 .is_some(),
+            Screen::Timeline => false,
         };
         if hit && double {
             self.last_click = None;

@@ -93,6 +93,7 @@ pub fn keys_for(app: &App) -> Vec<String> {
             "y command",
             "Tab grid",
         ]),
+        Screen::Timeline => fixed(&["? help", "t back", "Tab table", "q quit"]),
         Screen::Grid => fixed(&[
             "? help",
             "q quit",

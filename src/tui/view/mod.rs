@@ -8,6 +8,7 @@ mod overlay;
 mod pane;
 mod table;
 mod text;
+mod timeline;
 mod zoom;
 
 use ratatui::Frame;
@@ -34,6 +35,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         match app.screen {
             Screen::Grid => grid::draw(frame, body, app, theme),
             Screen::Table => table::draw(frame, body, app, theme),
+            Screen::Timeline => timeline::draw(frame, body, app, theme),
         }
     }
     footer::draw(frame, footer, app, theme);

@@ -568,3 +568,37 @@ fn at_40x10_the_table_still_shows_rows_and_help_scrolls() {
     assert_ne!(top, lower, "help scrolls");
     assert!(lower.contains("scroll (10/"), "{lower}");
 }
+
+#[test]
+fn the_timeline_has_a_lane_per_worker_and_a_bar_per_attempt() {
+    use crate::engine::messages::{AttemptOutcome, AttemptView, HistoryKind};
+    let attempt = |worker, start: f64, took: Option<f64>, outcome| AttemptView {
+        number: 1,
+        kind: HistoryKind::Run,
+        worker,
+        started_at: NOW - 40.0 + start,
+        duration_s: took,
+        outcome,
+        command: None,
+    };
+    for size in SIZES {
+        let mut app = mid_run(size);
+        let histories = [
+            vec![attempt(1, 0.0, Some(10.0), AttemptOutcome::Succeeded)],
+            vec![attempt(2, 0.0, Some(14.0), AttemptOutcome::Failed)],
+            vec![attempt(1, 10.0, Some(12.0), AttemptOutcome::Succeeded)],
+            vec![attempt(1, 22.0, None, AttemptOutcome::Running)],
+            vec![attempt(2, 14.0, Some(6.0), AttemptOutcome::Cancelled)],
+        ];
+        for (i, h) in histories.into_iter().enumerate() {
+            let mut v = app.batches[i].clone();
+            v.history = h;
+            app.update(Msg::Engine(Event::BatchChanged(v)));
+        }
+        press(&mut app, KeyCode::Char('t'));
+        assert_eq!(app.screen, crate::tui::app::Screen::Timeline);
+        insta::assert_snapshot!(format!("timeline_{}x{}", size.0, size.1), screen(&app));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.screen, crate::tui::app::Screen::Grid);
+    }
+}
