@@ -17,7 +17,6 @@ pub mod entry;
 pub mod error;
 mod graph;
 mod html_report;
-mod link;
 mod plan;
 mod plan_file;
 #[doc(hidden)]

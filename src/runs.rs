@@ -10,7 +10,6 @@ use serde::Serialize;
 use crate::cli::{AttachArgs, LsArgs, StopArgs};
 use crate::engine::Command;
 use crate::error::exit;
-use crate::link::Link;
 use crate::progress::fmt_duration;
 use crate::report::clean;
 use crate::server::client::{ConnectError, RemoteLink};

@@ -51,11 +51,6 @@ impl EngineHandle {
         self.events.recv().await
     }
 
-    /// An event already waiting, if any.
-    pub fn try_next_event(&mut self) -> Option<Event> {
-        self.events.try_recv().ok()
-    }
-
     /// Waits for the engine to end. Events not yet read are dropped, so the engine
     /// never waits on a face that has stopped reading.
     pub async fn finish(self) -> color_eyre::Result<EngineOutcome> {

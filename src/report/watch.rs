@@ -7,7 +7,6 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{Reporter, clean};
-use crate::link::Link;
 use crate::server::client::RemoteLink;
 
 /// Prints a served run's progress as a headless run would, until it ends; its

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use super::socket::{self, SOCKET_FILE};
 use super::wire::{self, ClientMsg, PROTOCOL, ServerMsg};
 use crate::engine::{Command, Event};
-use crate::link::Link;
 
 /// How a served run ended, as its server said.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,14 +137,16 @@ impl RemoteLink {
     }
 }
 
-impl Link for RemoteLink {
-    fn send(&self, cmd: Command) -> bool {
+impl RemoteLink {
+    /// Sends a command; false if it was not taken (the connection is gone or busy).
+    pub fn send(&self, cmd: Command) -> bool {
         self.commands
             .try_send(ClientMsg::Command { command: cmd })
             .is_ok()
     }
 
-    async fn next_event(&mut self) -> Option<Event> {
+    /// The next event; `None` once the run has ended or the connection is lost.
+    pub async fn next_event(&mut self) -> Option<Event> {
         loop {
             let msg = self.events.recv().await?;
             if let Some(ev) = self.take(msg) {
@@ -157,11 +158,14 @@ impl Link for RemoteLink {
         }
     }
 
-    fn interrupted(&self, signal: i32) {
+    /// The user interrupted the run with `signal` (a Shutdown follows): the run
+    /// records it for its exit status.
+    pub fn interrupted(&self, signal: i32) {
         let _ = self.commands.try_send(ClientMsg::Interrupted { signal });
     }
 
-    fn try_next_event(&mut self) -> Option<Event> {
+    /// An event already waiting, if any.
+    pub fn try_next_event(&mut self) -> Option<Event> {
         loop {
             let msg = self.events.try_recv().ok()?;
             if let Some(ev) = self.take(msg) {

@@ -26,7 +26,6 @@ use crate::clock::now_secs;
 use crate::dbt::events::Level;
 use crate::engine::{Command, Event};
 use crate::error::exit;
-use crate::link::Link;
 use crate::server::client::RemoteLink;
 
 /// At most this often a frame (about 30 per second).
@@ -203,9 +202,9 @@ enum LoopEnd {
     Hangup,
 }
 
-async fn event_loop<L: Link>(
+async fn event_loop(
     term: &mut Term,
-    handle: &mut L,
+    handle: &mut RemoteLink,
     app: &mut App,
     opts: &mut TuiOptions,
     stats: &mut FrameStats,
@@ -349,8 +348,8 @@ async fn next_key(keys: &mut Option<EventStream>) -> Option<io::Result<TermEvent
 /// without this TUI, or (`--on-hangup stop`) is told to stop; either way the TUI
 /// leaves at once (the run's own process carries out a stop), reading no more
 /// keys (the key reader would spin on the dead terminal) and printing nothing.
-fn terminal_lost<L: Link>(
-    handle: &L,
+fn terminal_lost(
+    handle: &RemoteLink,
     opts: &TuiOptions,
     keys: &mut Option<EventStream>,
 ) -> LoopEnd {
