@@ -104,8 +104,10 @@ impl EngineCore {
                 kind,
                 worker,
             }));
-            fx.push(Effect::Launch { key, worker, kind });
+            // The view before the launch: a launch that cannot start the attempt
+            // changes the batch again, and that change must come after this one.
             fx.push(self.batch_changed(b, now));
+            fx.push(Effect::Launch { key, worker, kind });
             dispatched = true;
         }
         if dispatched {
