@@ -182,6 +182,23 @@ fn a_batch_with_its_own_threads_counts_them_and_waits_its_turn_for_the_budget() 
 }
 
 #[test]
+fn a_batchs_running_view_goes_out_before_its_launch() {
+    // A launch may change the batch at once (not started: the journal cannot be
+    // written); the faces must see that after the running view, not before.
+    let mut c = core(1, 1, 1, 1, 0);
+    let fx = c.start(0.0);
+    let running = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Emit(Event::BatchChanged(v)) if v.status == BatchStatus::Running))
+        .unwrap();
+    let launch = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Launch { .. }))
+        .unwrap();
+    assert!(running < launch, "{fx:?}");
+}
+
+#[test]
 fn raising_the_budget_starts_more() {
     let mut c = core(6, 4, 2, 4, 0);
     assert_eq!(launches(&c.start(0.0)).len(), 2);
