@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::chaos_support::{Finished, Rng, journal, start};
 use common::demo::*;
+use common::running::{Finished, Rng, journal, start};
 use common::*;
 use serde_json::Value;
 

@@ -277,7 +277,7 @@ fn the_budget_holds_on_postgres_and_every_window_lands_once() {
         assert_eq!(b["status"], "succeeded", "{b}");
     }
     // The scheduler's side of it: never three batches at once, but two.
-    let j = common::chaos_support::journal(&state);
+    let j = common::running::journal(&state);
     assert_eq!(most_at_once(&j), 2, "{stdout}");
 
     // Each day of the seed in the window, exactly once, in both tables.
@@ -311,7 +311,7 @@ fn sigterm_and_ctrl_c_leave_no_query_running_on_postgres() {
         let what = format!("{name} in --mode {mode}");
         let started = std::time::Instant::now();
         let state = work.path().join(format!("state-{mode}-{name}"));
-        let running = common::chaos_support::start(herd(
+        let running = common::running::start(herd(
             &dbt,
             work.path(),
             &project,
@@ -392,7 +392,7 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
     let state = work.path().join("state");
 
     let whole = pg.sample_connections(Who::DbtRole);
-    let running = common::chaos_support::start(herd(
+    let running = common::running::start(herd(
         &dbt,
         work.path(),
         &project,
@@ -416,7 +416,7 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
             "{hold_seconds: 0.5}",
         ],
     ));
-    let finished = |b: &str| common::chaos_support::has_record(&state, "attempt_finished", b);
+    let finished = |b: &str| common::running::has_record(&state, "attempt_finished", b);
     assert!(
         wait_for(Duration::from_secs(150), || finished("quick1")
             && finished("quick2")),
@@ -465,7 +465,7 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
         assert_eq!(batch(&s, b)["status"], "succeeded", "{s}");
     }
     // Three different workers ran the three batches.
-    let j = common::chaos_support::journal(&state);
+    let j = common::running::journal(&state);
     let ran_on: std::collections::BTreeSet<u64> = j
         .iter()
         .filter(|r| r["record"] == "attempt_started")

@@ -9,13 +9,12 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::demo::*;
+use common::running::{Finished, start};
 use common::tmux::{Tmux, shell_line};
 use common::*;
 use dbt_herd::demo::{DemoDirs, LATE_DAY};
@@ -28,96 +27,6 @@ const SLOW_MODEL: &str = "def model(dbt, session):\n    import time\n    time.sl
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// A dbt-herd process whose stdout and stderr are collected as it runs.
-struct Running {
-    child: Child,
-    out: Arc<Mutex<Vec<u8>>>,
-    err: Arc<Mutex<Vec<u8>>>,
-    pumps: Vec<std::thread::JoinHandle<()>>,
-}
-
-struct Finished {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Finished {
-    fn both(&self) -> String {
-        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
-    }
-}
-
-fn collect(
-    mut r: impl Read + Send + 'static,
-    into: Arc<Mutex<Vec<u8>>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => into.lock().unwrap().extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-}
-
-fn start(mut cmd: Command) -> Running {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("run dbt-herd");
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let err = Arc::new(Mutex::new(Vec::new()));
-    let pumps = vec![
-        collect(child.stdout.take().unwrap(), out.clone()),
-        collect(child.stderr.take().unwrap(), err.clone()),
-    ];
-    Running {
-        child,
-        out,
-        err,
-        pumps,
-    }
-}
-
-impl Running {
-    fn stdout(&self) -> String {
-        text(&self.out.lock().unwrap())
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).unwrap()
-    }
-
-    /// Waits for the exit; kills it and fails the test if it takes too long.
-    fn finish(mut self, timeout: Duration) -> Finished {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "dbt-herd did not exit within {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
-                    text(&self.out.lock().unwrap()),
-                    text(&self.err.lock().unwrap())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        for p in self.pumps.drain(..) {
-            p.join().unwrap();
-        }
-        Finished {
-            code: status.code(),
-            stdout: text(&self.out.lock().unwrap()),
-            stderr: text(&self.err.lock().unwrap()),
-        }
-    }
-}
 
 fn run_to_end(cmd: Command) -> Finished {
     start(cmd).finish(LONG)

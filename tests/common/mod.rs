@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![allow(dead_code)]
 
-pub mod chaos_support;
 pub mod demo;
 pub mod postgres;
+pub mod running;
 pub mod tmux;
 
 use std::path::{Path, PathBuf};
