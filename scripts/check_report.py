@@ -21,6 +21,7 @@ class Dom(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.lanes = self.bars = self.failed_bars = self.rows = self.hidden_rows = 0
+        self.lines = set()
         self.titles, self.in_title, self.in_tbody = [], False, False
 
     def handle_starttag(self, tag, attrs):
@@ -31,6 +32,8 @@ class Dom(html.parser.HTMLParser):
         if tag == "rect" and cls.startswith("bar"):
             self.bars += 1
             self.failed_bars += "failed" in cls.split()
+        if tag == "polyline":
+            self.lines.add(cls)
         if tag == "title":
             self.in_title = True
         if tag == "tbody":
@@ -67,6 +70,8 @@ if d.failed_bars < 1:
     problems.append("no failed attempt drawn (the late window fails once)")
 if not any("attempt 1 (run)" in t and "failed" in t for t in d.titles):
     problems.append("no hover text for the failed attempt")
+if d.lines != {"reserved", "active"}:
+    problems.append(f"connection lines drawn: {sorted(d.lines)}, expected reserved and active")
 if d.rows != batches:
     problems.append(f"{d.rows} table rows, expected {batches}")
 # The page's own script ran: a filter given in the address hides the other rows.

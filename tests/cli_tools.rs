@@ -475,6 +475,9 @@ fn a_report_of_a_run_shows_its_lanes_attempts_and_failures_in_one_file() {
     assert!(html.contains("model.fake.m2"), "the failing node");
     assert!(html.contains("finished, exit 1"));
     assert!(!html.contains("https://"), "self-contained");
+    // The run logged its connections: reserved and active are both drawn.
+    assert!(state.join("connections.jsonl").is_file());
+    assert!(html.contains(r#"<polyline class="active""#), "{html}");
 
     // Without -o it goes in the state dir; a dir that is not one is exit 2.
     let out = herd(&["report", state.to_str().unwrap()]);

@@ -10,6 +10,7 @@
 //!   command; `outbox`: bounded delivery to faces.
 
 mod attempt;
+pub(crate) mod connections;
 mod core;
 mod fingerprint;
 mod handle;

@@ -17,6 +17,7 @@ use crate::clock::now_secs;
 use crate::config::RunSettings;
 use crate::dbt::argv::{self, AttemptKind};
 use crate::dbt::events::Level;
+use crate::engine::connections::ConnectionLog;
 use crate::engine::core::{CoreConfig, EngineCore};
 use crate::engine::fingerprint::fingerprint;
 use crate::engine::handle::{EngineHandle, EngineOutcome};
@@ -103,6 +104,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
     let (samples_tx, samples) = mpsc::channel(1);
     let (groups_tx, groups_rx) = watch::channel(Vec::new());
     let sampler_error = sampler::spawn(groups_rx, samples_tx).err();
+    let state_root = state.root.clone();
     let shell = Shell {
         core: EngineCore::new(cfg, plan, &prior),
         settings,
@@ -115,6 +117,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         listed: listed_tx,
         outbox: Outbox::new(events_tx, logs),
         summary_due: false,
+        connections: ConnectionLog::open(&state_root),
         summary_written: false,
         started_at: chrono::Utc::now().to_rfc3339(),
         report,
@@ -167,6 +170,8 @@ struct Shell {
     listed: mpsc::Sender<Listed>,
     outbox: Outbox,
     summary_due: bool,
+    /// The connections over time, for the run report.
+    connections: ConnectionLog,
     /// The last write of summary.json succeeded.
     summary_written: bool,
     started_at: String,
@@ -235,6 +240,8 @@ impl Shell {
         // Warm workers go before the run is said to be over.
         self.launcher.close().await;
         self.write_summary(true);
+        self.connections.note(now_secs(), 0, 0);
+        self.connections.flush();
         let summary = self.summary(true);
         let outcome = EngineOutcome {
             summary,
@@ -258,8 +265,14 @@ impl Shell {
             self.launcher.slots(&slots);
             self.slots = slots;
         }
+        self.connections.note(
+            now_secs(),
+            self.core.budget_in_use(),
+            self.core.connections_active(),
+        );
         if std::mem::take(&mut self.summary_due) {
             self.write_summary(false);
+            self.connections.flush();
         }
         let live = self.core.live_groups();
         groups.send_if_modified(|g| {

@@ -58,20 +58,42 @@ pub(crate) fn write(state_dir: &Path, out: Option<&Path>) -> color_eyre::Result<
     })?;
     let run: Run = serde_json::from_slice(&bytes)
         .map_err(|e| usage!("{} is unreadable ({e})", path.display()))?;
+    let points = connections(state_dir);
     let html = render(
         &run,
         &state_dir.display().to_string(),
         crate::clock::now_secs(),
+        &points,
     );
     let dest = out.map_or_else(|| state_dir.join("report.html"), Path::to_path_buf);
     std::fs::write(&dest, html).wrap_err_with(|| format!("cannot write {}", dest.display()))?;
     Ok(dest)
 }
 
-/// The whole page. `now` ends the bars of attempts still running.
-pub(crate) fn render(run: &Run, state_dir: &str, now: f64) -> String {
+/// The connections at one moment, as the run logged them.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) struct Point {
+    pub t: f64,
+    pub reserved: u32,
+    pub active: u32,
+}
+
+/// The run's connection log; empty when it has none (runs before it existed).
+/// A torn last line (the run was killed) is left out.
+fn connections(state_dir: &Path) -> Vec<Point> {
+    std::fs::read_to_string(state_dir.join(crate::engine::connections::FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The whole page. `now` ends the bars of attempts still running; `points` is
+/// the run's connection log (without one, the reserved connections are
+/// derived from the attempts).
+pub(crate) fn render(run: &Run, state_dir: &str, now: f64, points: &[Point]) -> String {
     let timeline = timeline::Timeline::of(run, now);
-    page::page(run, state_dir, &timeline)
+    page::page(run, state_dir, &timeline, points)
 }
 
 /// Text from the run, safe in HTML text and attribute values.

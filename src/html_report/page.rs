@@ -14,6 +14,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
 .bar.succeeded{fill:#2e9d5b} .bar.failed{fill:#d93f3f} .bar.cancelled{fill:#d99a1e}
 .bar.running,.bar.unfinished{fill:#4a7fd4} .bar:hover{stroke:#000;stroke-width:1}
 .limit{stroke:#d93f3f;stroke-dasharray:4 3} .reserved{fill:none;stroke:#4a7fd4;stroke-width:1.5}
+.active{fill:none;stroke:#2e9d5b;stroke-width:1.5}
 table{border-collapse:collapse;width:100%} th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eee}
 th{cursor:pointer;user-select:none;background:#fafafa} td.num{text-align:right}
 .succeeded{color:#2e9d5b} .failed{color:#d93f3f} .cancelled{color:#b07800}
@@ -42,7 +43,12 @@ Array.from(table.tHead.rows[0].cells).forEach((th, i) => th.addEventListener('cl
 }));
 "#;
 
-pub(super) fn page(run: &Run, state_dir: &str, timeline: &Timeline) -> String {
+pub(super) fn page(
+    run: &Run,
+    state_dir: &str,
+    timeline: &Timeline,
+    points: &[super::Point],
+) -> String {
     let count = |s: &str| run.batches.iter().filter(|b| b.status == s).count();
     let state = match (&run.finished_at, run.exit_code) {
         (Some(_), Some(code)) => format!("finished, exit {code}"),
@@ -56,7 +62,7 @@ pub(super) fn page(run: &Run, state_dir: &str, timeline: &Timeline) -> String {
 <h1>dbt-herd run</h1><div class="meta" id="summary">{dir} · {state} · started {started} · {n} batches: <span class="succeeded">{ok} succeeded</span>, <span class="failed">{failed} failed</span>, <span class="cancelled">{cancelled} cancelled</span>, {pending} not run · {workers} workers × {threads} threads, budget {budget}{mode}</div>
 <h2>Timeline</h2><div class="legend"><span class="succeeded">■ succeeded</span><span class="failed">■ failed</span><span class="cancelled">■ cancelled</span><span style="color:#4a7fd4">■ running or unfinished</span> · {attempts} attempts; hover a bar for its batch</div>
 {lanes}
-<h2>Connections reserved</h2>{budget_svg}
+<h2>Connections</h2><div class="legend"><span style="color:#4a7fd4">— reserved (threads of running batches)</span><span style="color:#2e9d5b">— active (nodes executing)</span><span style="color:#d93f3f">- - budget</span></div>{budget_svg}
 "#,
         dir = esc(state_dir),
         started = esc(&run.started_at),
@@ -75,7 +81,7 @@ pub(super) fn page(run: &Run, state_dir: &str, timeline: &Timeline) -> String {
             .unwrap_or_default(),
         attempts = timeline.attempts(),
         lanes = timeline.lanes_svg(),
-        budget_svg = timeline.budget_svg(),
+        budget_svg = timeline.budget_svg(points),
     );
     table(&mut h, run);
     failures(&mut h, run);

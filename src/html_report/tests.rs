@@ -29,7 +29,7 @@ fn run() -> Run {
 
 #[test]
 fn the_page_has_a_lane_per_worker_a_bar_per_attempt_the_table_and_the_failures() {
-    let html = render(&run(), "/state", 120.0);
+    let html = render(&run(), "/state", 120.0, &[]);
     assert!(html.starts_with("<!doctype html>"));
     assert_eq!(html.matches(r#"<g class="lane""#).count(), 2);
     assert_eq!(html.matches(r#"<rect class="bar"#).count(), 4);
@@ -54,7 +54,7 @@ fn the_page_has_a_lane_per_worker_a_bar_per_attempt_the_table_and_the_failures()
 
 #[test]
 fn text_from_the_run_is_escaped_and_nothing_is_fetched() {
-    let html = render(&run(), "/state<x>", 120.0);
+    let html = render(&run(), "/state<x>", 120.0, &[]);
     assert!(!html.contains("<script>alert(1)</script>"));
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert!(html.contains("boom &amp; &lt;b&gt;"));
@@ -74,7 +74,7 @@ fn back_to_back_attempts_on_a_worker_never_overlap_in_the_budget() {
     // b's second attempt starts on worker 1 a millisecond before a's end is on record.
     let mut r = run();
     r.batches[0].history[0].duration_s = Some(11.001);
-    let html = render(&r, "/state", 120.0);
+    let html = render(&r, "/state", 120.0, &[]);
     assert!(html.contains("peak 4"), "{html}");
 }
 
@@ -84,7 +84,35 @@ fn a_run_without_attempts_still_renders() {
     for b in &mut r.batches {
         b.history.clear();
     }
-    let html = render(&r, "/state", 120.0);
+    let html = render(&r, "/state", 120.0, &[]);
     assert_eq!(html.matches(r#"<rect class="bar"#).count(), 0);
     assert!(html.contains("0 attempts"));
+}
+
+#[test]
+fn the_connection_log_draws_reserved_and_active() {
+    let points = [
+        Point {
+            t: 100.0,
+            reserved: 4,
+            active: 1,
+        },
+        Point {
+            t: 105.0,
+            reserved: 4,
+            active: 3,
+        },
+        Point {
+            t: 118.0,
+            reserved: 0,
+            active: 0,
+        },
+    ];
+    let html = render(&run(), "/state", 120.0, &points);
+    assert!(html.contains(r#"<polyline class="reserved""#));
+    assert!(html.contains(r#"<polyline class="active""#));
+    assert!(html.contains("peak 4"));
+    // Without a log there is no active line.
+    let html = render(&run(), "/state", 120.0, &[]);
+    assert!(!html.contains(r#"<polyline class="active""#));
 }

@@ -144,33 +144,65 @@ impl Timeline {
         s
     }
 
-    /// Connections reserved by running attempts over time, with the budget.
-    pub fn budget_svg(&self) -> String {
-        // Steps at every start and end.
+    /// Connections over time against the budget: reserved and active from the
+    /// run's log, or (a run without one) reserved from the attempts.
+    pub fn budget_svg(&self, points: &[super::Point]) -> String {
+        let top = f64::from(self.budget.max(1));
+        let y = |v: f64| 10.0 + (1.0 - v / top) * (CHART - 20.0);
+        let steps = |series: &[(f64, u32)]| {
+            let mut out = format!("{LEFT:.1},{:.1}", y(0.0));
+            let mut level = 0u32;
+            for &(t, v) in series {
+                let x = self.x(t);
+                let _ = write!(
+                    out,
+                    " {x:.1},{:.1} {x:.1},{:.1}",
+                    y(f64::from(level)),
+                    y(f64::from(v))
+                );
+                level = v;
+            }
+            out
+        };
+        let (reserved, active): (Vec<(f64, u32)>, Vec<(f64, u32)>) = if points.is_empty() {
+            (self.reserved_from_attempts(), Vec::new())
+        } else {
+            points
+                .iter()
+                .map(|p| ((p.t, p.reserved), (p.t, p.active)))
+                .unzip()
+        };
+        let peak = reserved.iter().map(|&(_, v)| v).max().unwrap_or(0);
+        let active_line = if active.is_empty() {
+            String::new()
+        } else {
+            format!(r#"<polyline class="active" points="{}"/>"#, steps(&active))
+        };
+        format!(
+            r#"<svg id="budget" viewBox="0 0 {WIDTH} {CHART}" width="100%" role="img" aria-label="connections over time"><line x1="{LEFT}" x2="{WIDTH}" y1="{by:.1}" y2="{by:.1}" class="limit"/><text x="4" y="{ty:.1}" class="axis">budget {budget}</text><polyline class="reserved" points="{r}"/>{active_line}<text x="4" y="{ly:.1}" class="axis">peak {peak}</text></svg>"#,
+            by = y(top),
+            ty = y(top) + 4.0,
+            budget = self.budget,
+            r = steps(&reserved),
+            ly = CHART - 4.0,
+        )
+    }
+
+    /// The threads of running attempts at each start and end.
+    fn reserved_from_attempts(&self) -> Vec<(f64, u32)> {
         let mut edges: Vec<(f64, i64)> = Vec::new();
         for b in &self.bars {
             edges.push((b.start, i64::from(self.threads)));
             edges.push((b.end, -i64::from(self.threads)));
         }
         edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let top = f64::from(self.budget.max(1));
-        let y = |v: f64| 10.0 + (1.0 - v / top) * (CHART - 20.0);
-        let mut points = format!("{LEFT:.1},{:.1}", y(0.0));
         let mut level = 0i64;
-        let mut peak = 0i64;
-        for (t, d) in edges {
-            let x = self.x(t);
-            let _ = write!(points, " {x:.1},{:.1}", y(level as f64));
-            level += d;
-            peak = peak.max(level);
-            let _ = write!(points, " {x:.1},{:.1}", y(level as f64));
-        }
-        format!(
-            r#"<svg id="budget" viewBox="0 0 {WIDTH} {CHART}" width="100%" role="img" aria-label="connections reserved over time"><line x1="{LEFT}" x2="{WIDTH}" y1="{by:.1}" y2="{by:.1}" class="limit"/><text x="4" y="{ty:.1}" class="axis">budget {budget}</text><polyline class="reserved" points="{points}"/><text x="4" y="{ly:.1}" class="axis">peak {peak}</text></svg>"#,
-            by = y(top),
-            ty = y(top) + 4.0,
-            budget = self.budget,
-            ly = CHART - 4.0,
-        )
+        edges
+            .into_iter()
+            .map(|(t, d)| {
+                level += d;
+                (t, u32::try_from(level.max(0)).unwrap_or(u32::MAX))
+            })
+            .collect()
     }
 }

@@ -159,6 +159,19 @@ impl EngineCore {
             .sum()
     }
 
+    /// Connections in use now: the nodes executing in running attempts (per
+    /// dbt's events), at most each attempt's threads.
+    pub fn connections_active(&self) -> u32 {
+        self.slots
+            .iter()
+            .filter_map(|s| s.running.as_ref())
+            .map(|r| {
+                let executing = self.batches[r.key.batch].executing.len();
+                u32::try_from(executing).unwrap_or(u32::MAX).min(r.threads)
+            })
+            .sum()
+    }
+
     /// (batch, process group) of every attempt whose child has started.
     pub fn live_groups(&self) -> Vec<(usize, i32)> {
         self.slots
