@@ -13,6 +13,9 @@ const LEFT: f64 = 60.0;
 const LANE: f64 = 22.0;
 const CHART: f64 = 90.0;
 
+/// A step chart's points: (Unix seconds, connections from then on).
+type Series = Vec<(f64, u32)>;
+
 /// One attempt, placed.
 struct Bar {
     worker: usize,
@@ -164,7 +167,7 @@ impl Timeline {
             }
             out
         };
-        let (reserved, active): (Vec<(f64, u32)>, Vec<(f64, u32)>) = if points.is_empty() {
+        let (reserved, active): (Series, Series) = if points.is_empty() {
             (self.reserved_from_attempts(), Vec::new())
         } else {
             points
@@ -189,7 +192,7 @@ impl Timeline {
     }
 
     /// The threads of running attempts at each start and end.
-    fn reserved_from_attempts(&self) -> Vec<(f64, u32)> {
+    fn reserved_from_attempts(&self) -> Series {
         let mut edges: Vec<(f64, i64)> = Vec::new();
         for b in &self.bars {
             edges.push((b.start, i64::from(self.threads)));
