@@ -1010,3 +1010,44 @@ fn exit_0_without_run_results_is_a_failure() {
         tagged_processes(&t)
     );
 }
+
+/// A client that can steer the run keeps an idle run alive; one that stops
+/// reading is dropped, and must then count as gone, or the run never ends.
+#[test]
+fn a_steering_client_that_stops_reading_does_not_keep_the_run_alive() {
+    let dir = fake_project();
+    let t = tag("stuck-client");
+    let _reaper = Reaper(t.clone());
+    let state = dir.path().join("state");
+    let mut c = fake_run(
+        dir.path(),
+        &t,
+        &["-s", "flood", "-s", "ok", "--workers", "1"],
+    );
+    // Enough log lines to fill the socket's buffer while the client reads nothing.
+    c.env("FAKE_LINES", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    wait_for_socket(&state);
+    let mut stuck = connect(&state);
+    writeln!(
+        stuck,
+        r#"{{"type":"hello","protocol":1,"read_only":false}}"#
+    )
+    .unwrap();
+    // It never reads. The run finishes its batches and, once the server has
+    // given up on this client, ends by itself.
+    let ended = wait_for(Duration::from_secs(90), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    assert!(
+        ended,
+        "the run waited forever on a client that stopped reading"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    drop(stuck);
+}

@@ -109,7 +109,10 @@ async fn serve(
         }
     };
     drop(tx);
-    let writer = tokio::spawn(write_loop(write, rx));
+    // Told when the writer ends (the client stopped reading, or was dropped as
+    // one that did): the reader then stops too, and the client is gone.
+    let (writer_done, mut writer_gone) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(write_loop(write, rx, writer_done));
     let Some(id) = registered else {
         // The run is over: the client got its end with the snapshot.
         let _ = writer.await;
@@ -124,7 +127,14 @@ async fn serve(
         return;
     }
     // Commands until the client leaves or says something that is not one.
-    while let Ok(Some(())) = wire::read_line(&mut reader, &mut buf).await {
+    loop {
+        let line = tokio::select! {
+            r = wire::read_line(&mut reader, &mut buf) => r,
+            _ = &mut writer_gone => break,
+        };
+        if !matches!(line, Ok(Some(()))) {
+            break;
+        }
         match serde_json::from_slice::<ClientMsg>(&buf) {
             Ok(ClientMsg::Hello { .. }) | Err(_) => break,
             Ok(msg) if !read_only => {
@@ -140,7 +150,12 @@ async fn serve(
     let _ = inbound.send(Inbound::Left { read_only }).await;
 }
 
-async fn write_loop(mut write: tokio::net::unix::OwnedWriteHalf, mut rx: mpsc::Receiver<Line>) {
+/// Writes the client's queue to it; `_done` goes with it when it ends.
+async fn write_loop(
+    mut write: tokio::net::unix::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Line>,
+    _done: tokio::sync::oneshot::Sender<()>,
+) {
     while let Some(line) = rx.recv().await {
         let sent = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(&line)).await;
         if !matches!(sent, Ok(Ok(()))) {
