@@ -134,15 +134,10 @@ pub(crate) async fn until_signal<T>(
     phase: &str,
     work: impl std::future::Future<Output = color_eyre::Result<T>>,
 ) -> color_eyre::Result<Option<i32>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
+    let mut signals = report::StopSignals::new()?;
     let sig = tokio::select! {
         r = work => return r.map(|_| None),
-        _ = int.recv() => libc::SIGINT,
-        _ = term.recv() => libc::SIGTERM,
-        _ = hup.recv() => libc::SIGHUP,
+        sig = signals.next() => sig,
     };
     process::kill_all_registered();
     eprintln!("dbt-herd: interrupted while {phase}; no batch had started");

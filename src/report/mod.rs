@@ -66,6 +66,46 @@ struct Reporter<W: Write> {
     paused: bool,
 }
 
+/// SIGINT, SIGTERM and SIGHUP, as one stream of signal numbers: what stops a
+/// headless face.
+pub(crate) struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of them to arrive.
+    pub async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
+        }
+    }
+}
+
+impl<W: Write> Reporter<W> {
+    fn new(out: W) -> Self {
+        Self {
+            out,
+            info: None,
+            batches: Vec::new(),
+            started: std::time::Instant::now(),
+            workers: 0,
+            paused: false,
+        }
+    }
+}
+
 /// Untrusted text made safe and fit for one line: dbt's multi-line errors are
 /// joined with spaces (the full text is in the batch's log files).
 pub(crate) fn clean(s: &str) -> String {
@@ -320,17 +360,8 @@ pub(crate) async fn run_headless<W: Write>(
     mut observer: Option<Observer>,
     stop_when_idle: bool,
 ) -> color_eyre::Result<Outcome> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut r = Reporter {
-        out,
-        info: None,
-        batches: Vec::new(),
-        started: std::time::Instant::now(),
-        workers: 0,
-        paused: false,
-    };
+    let mut signals = StopSignals::new()?;
+    let mut r = Reporter::new(out);
     let mut ending = Ending::Completed;
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
@@ -355,9 +386,7 @@ pub(crate) async fn run_headless<W: Write>(
                 r.totals_line();
                 continue;
             }
-            _ = sigint.recv() => libc::SIGINT,
-            _ = sigterm.recv() => libc::SIGTERM,
-            _ = sighup.recv() => libc::SIGHUP,
+            sig = signals.next() => sig,
         };
         let force = matches!(ending, Ending::Signalled(_)) && sig == libc::SIGINT;
         if let Ending::Completed = ending {

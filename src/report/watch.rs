@@ -4,9 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use tokio::signal::unix::{SignalKind, signal};
-
-use super::{Reporter, clean};
+use super::{Reporter, StopSignals, clean};
 use crate::server::client::RemoteLink;
 
 /// Prints a served run's progress as a headless run would, until it ends; its
@@ -16,17 +14,8 @@ pub(crate) async fn watch<W: Write>(
     out: W,
     state_dir: &str,
 ) -> color_eyre::Result<i32> {
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut r = Reporter {
-        out,
-        info: None,
-        batches: Vec::new(),
-        started: std::time::Instant::now(),
-        workers: 0,
-        paused: false,
-    };
+    let mut signals = StopSignals::new()?;
+    let mut r = Reporter::new(out);
     let mut tick = tokio::time::interval(Duration::from_secs(10));
     tick.tick().await;
     let sig = loop {
@@ -36,9 +25,7 @@ pub(crate) async fn watch<W: Write>(
                 r.on_event(&ev);
             }
             _ = tick.tick() => r.totals_line(),
-            _ = sigint.recv() => break Some(libc::SIGINT),
-            _ = sigterm.recv() => break Some(libc::SIGTERM),
-            _ = sighup.recv() => break Some(libc::SIGHUP),
+            sig = signals.next() => break Some(sig),
         }
     };
     let dir = clean(state_dir);

@@ -15,21 +15,19 @@ pub(crate) const SOCKET_FILE: &str = "control.sock";
 /// Longest socket path used as it is (sun_path holds 108 bytes with its NUL).
 const MAX_DIRECT: usize = 100;
 
-/// Runs `f` on a path that names `path`: itself when short enough, else the
-/// same name through an open descriptor of its directory.
-fn via_short_path<T>(
-    path: &Path,
-    f: impl FnOnce(&Path) -> std::io::Result<T>,
-) -> std::io::Result<T> {
+/// A path that names `path` and fits a socket address: `path` itself when short
+/// enough, else the same name through an open descriptor of its directory
+/// (returned too: the name is good while it is open).
+fn short_path(path: &Path) -> std::io::Result<(PathBuf, Option<File>)> {
     if path.as_os_str().len() <= MAX_DIRECT {
-        return f(path);
+        return Ok((path.to_path_buf(), None));
     }
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return f(path);
+        return Ok((path.to_path_buf(), None));
     };
     let d = File::open(dir)?;
     let short = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
-    f(&short)
+    Ok((short, Some(d)))
 }
 
 /// Listens on `path`, replacing a file left there by a run that died (the
@@ -40,23 +38,15 @@ pub(crate) fn listen(path: &Path) -> std::io::Result<UnixListener> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = via_short_path(path, |p| UnixListener::bind(p))?;
+    let (short, _dir) = short_path(path)?;
+    let listener = UnixListener::bind(&short)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 
 pub(crate) async fn connect(path: &Path) -> std::io::Result<UnixStream> {
-    if path.as_os_str().len() <= MAX_DIRECT {
-        return UnixStream::connect(path).await;
-    }
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return UnixStream::connect(path).await;
-    };
-    let d = File::open(dir)?;
-    let short = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
-    let stream = UnixStream::connect(&short).await;
-    drop(d);
-    stream
+    let (short, _dir) = short_path(path)?;
+    UnixStream::connect(&short).await
 }
 
 /// Whether the peer runs as this process's user.
