@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{DbtCommand, EnvTemplate, RunArgs};
+use crate::cli::{EnvTemplate, RunArgs};
 use crate::error::UsageResult;
+use crate::plan::DbtCommand;
 use crate::plan::{self, PlanSpec, Step};
 use crate::secret;
 use crate::usage;
@@ -31,6 +32,8 @@ pub(crate) struct RunSettings {
     pub grace_int: Duration,
     pub grace_term: Duration,
     pub plan: PlanSpec,
+    /// Batches whose selection matches no node run anyway (else the plan is refused).
+    pub allow_empty: bool,
 }
 
 /// An absolute version of `p` (relative to the current directory), without requiring it to exist.
@@ -137,7 +140,7 @@ impl RunSettings {
         let workers = a.workers.unwrap_or(4);
         let (threads, budget) = threads_and_budget(workers, a.threads, a.budget)?;
         let entries = match &a.plan {
-            Some(path) => crate::plan_file::load(path)?,
+            Some(path) => crate::plan::file::load(path)?,
             None => Vec::new(),
         };
         if let Some(e) = entries
@@ -153,7 +156,7 @@ impl RunSettings {
         if let (Some(step), None) = (a.step, a.backfill) {
             return Err(usage!("--step '{step}' needs --backfill FROM..TO"));
         }
-        if a.window_as == Some(crate::cli::WindowAs::EventTime) && a.backfill.is_none() {
+        if a.window_as == Some(crate::plan::WindowAs::EventTime) && a.backfill.is_none() {
             return Err(usage!("--window-as event-time needs --backfill FROM..TO"));
         }
         let base_vars = plan::parse_vars(a.vars.as_deref().unwrap_or(""))?;
@@ -183,6 +186,7 @@ impl RunSettings {
                 base_vars,
                 window_as: a.window_as.unwrap_or_default(),
             },
+            allow_empty: a.allow_empty,
         })
     }
 }
@@ -267,6 +271,7 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         mode: given.mode.or(stored.mode),
         window_as: given.window_as.or(stored.window_as),
         recycle: given.recycle.or(stored.recycle),
+        allow_empty: given.allow_empty || stored.allow_empty,
         state_dir: None,
         resume: given.resume.clone(),
         headless: given.headless,

@@ -181,8 +181,9 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
     }
     let mut prepared = start::prepare(&run_args)?;
     crate::entry::runtime()?.block_on(async move {
-        prepared.resolve().await?;
-        prepared.choose_mode().await?;
+        if let Some(code) = prepared.ready().await? {
+            return Ok(code);
+        }
         let handle = start::start(prepared, false)?;
         let outcome = report::run_headless(
             handle,

@@ -1,7 +1,10 @@
-//! `dbt-herd run --dry-run`: what a run would do, without starting dbt or
-//! creating its state dir: each batch with the exact command and the
-//! environment dbt-herd adds, the `after` edges, the budget arithmetic and the
-//! mode. `--json` gives the same as one document.
+//! `dbt-herd run --dry-run`: what a run would do, without running a batch or
+//! creating its state dir. The plan is resolved as a real run resolves it (`dbt
+//! ls` of each selection, in a temporary dir: it reads the project and writes
+//! nothing to the warehouse), then each batch is shown with the exact command
+//! and the environment dbt-herd adds, its nodes, warehouse, locks and `after`
+//! edges, with the plan's decisions, the budget arithmetic and the mode. `--json`
+//! gives the same as one document.
 
 use std::io::Write;
 
@@ -11,6 +14,7 @@ use crate::cli::{ModeArg, RunArgs, SharedWarehouse};
 use crate::config::{self, RunSettings};
 use crate::dbt::argv::{self, AttemptKind};
 use crate::engine::history::AttemptCommand;
+use crate::graph::resolve::PlanReport;
 use crate::plan;
 use crate::state_dir::StateDir;
 use crate::text::sanitize::sanitize_plain;
@@ -31,6 +35,9 @@ struct DryRun {
     budget_line: String,
     mode: String,
     shared_warehouse: String,
+    /// What resolving the plan decided (absent with `--shared-warehouse no`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<PlanReport>,
     batches: Vec<DryBatch>,
 }
 
@@ -44,6 +51,14 @@ struct DryBatch {
     /// What dbt-herd adds to the environment dbt inherits (worker 1's values).
     env: std::collections::BTreeMap<String, String>,
     after: Vec<String>,
+    /// The nodes it builds, as resolved (unique ids).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<String>>,
+    /// The warehouse it writes to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warehouse: Option<String>,
+    /// What it holds while it runs, so that no other batch writes the same at once.
+    locks: Vec<String>,
 }
 
 /// Prints the dry run of `args` (a new run, or the resume of a state dir).
@@ -67,6 +82,11 @@ pub(crate) fn run(args: &RunArgs, json: bool, out: &mut dyn Write) -> color_eyre
     };
     let settings = RunSettings::from_args(&args)?;
     let batches = plan::build(&settings.plan);
+    let (batches, report) = resolved(
+        &settings,
+        batches,
+        args.shared_warehouse.unwrap_or_default(),
+    )?;
     let state = StateDir::new(state_dir.clone());
     let doc = DryRun {
         schema_version: SCHEMA_VERSION,
@@ -79,6 +99,7 @@ pub(crate) fn run(args: &RunArgs, json: bool, out: &mut dyn Write) -> color_eyre
         budget_line: budget_line(&settings),
         mode: mode_line(&args, &settings),
         shared_warehouse: shared_line(&args, &settings),
+        plan: report.clone(),
         batches: batches
             .iter()
             .map(|b| {
@@ -98,6 +119,14 @@ pub(crate) fn run(args: &RunArgs, json: bool, out: &mut dyn Write) -> color_eyre
                     argv: cmd.argv,
                     env: cmd.env,
                     after: b.after.clone(),
+                    nodes: report.as_ref().and_then(|r| r.builds.get(&b.id).cloned()),
+                    warehouse: report.as_ref().and_then(|r| {
+                        r.groups
+                            .iter()
+                            .find(|g| g.batches.contains(&b.id))
+                            .map(|g| g.label.clone())
+                    }),
+                    locks: b.locks.clone(),
                 }
             })
             .collect(),
@@ -109,6 +138,28 @@ pub(crate) fn run(args: &RunArgs, json: bool, out: &mut dyn Write) -> color_eyre
         print_text(&doc, out)?;
     }
     Ok(crate::error::exit::OK)
+}
+
+/// The plan as a real run would resolve it, in a temporary dir.
+fn resolved(
+    settings: &RunSettings,
+    batches: Vec<plan::Batch>,
+    shared: SharedWarehouse,
+) -> color_eyre::Result<(Vec<plan::Batch>, Option<PlanReport>)> {
+    if shared == SharedWarehouse::No {
+        return Ok((batches, None));
+    }
+    let work = tempfile::Builder::new()
+        .prefix("dbt-herd-dry-run-")
+        .tempdir()
+        .map_err(|e| color_eyre::eyre::eyre!("cannot make a temporary dir for dbt ls: {e}"))?;
+    let (batches, report) = crate::entry::runtime()?.block_on(crate::graph::resolve::resolve(
+        settings,
+        batches,
+        work.path(),
+        shared,
+    ))?;
+    Ok((batches, Some(report)))
 }
 
 fn at_once(s: &RunSettings) -> usize {
@@ -158,7 +209,7 @@ fn shared_line(args: &RunArgs, s: &RunSettings) -> String {
         (SharedWarehouse::No, _) | (SharedWarehouse::Auto, true) => {
             "not shared: batches run as listed, no ordering between them".into()
         }
-        _ => "shared: at start the plan is resolved against dbt's graph (dbt ls per selection): models that do not depend on the window run once first, and batches that write one relation are ordered; the batches below are before that".into(),
+        _ => "resolved against dbt's graph (dbt ls of each selection), as a run resolves it: the batches below are the plan that would run".into(),
     }
 }
 
@@ -178,13 +229,43 @@ fn print_text(d: &DryRun, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "budget: {}", d.budget_line)?;
     writeln!(out, "mode: {}", d.mode)?;
     writeln!(out, "warehouse: {}", d.shared_warehouse)?;
+    for line in d.plan.iter().flat_map(PlanReport::lines) {
+        writeln!(out, "{}", clean(&line))?;
+    }
     for b in &d.batches {
         writeln!(out)?;
         writeln!(out, "{}  {}", clean(&b.id), clean(&b.label))?;
         writeln!(out, "  $ {}", clean(&b.command))?;
+        if let Some(nodes) = &b.nodes {
+            writeln!(out, "  builds: {}", clean(&node_names(nodes)))?;
+        }
+        if let Some(w) = &b.warehouse {
+            writeln!(out, "  writes to: {}", clean(w))?;
+        }
         if !b.after.is_empty() {
             writeln!(out, "  after: {}", clean(&b.after.join(", ")))?;
         }
+        if !b.locks.is_empty() {
+            writeln!(out, "  locks: {}", clean(&b.locks.join(", ")))?;
+        }
     }
     Ok(())
+}
+
+/// Node ids for people (`orders`, a test by its name), at most 12 of them.
+fn node_names(ids: &[String]) -> String {
+    if ids.is_empty() {
+        return "nothing".into();
+    }
+    let names: Vec<&str> = ids
+        .iter()
+        .take(12)
+        .map(|id| crate::graph::shared::short(id))
+        .collect();
+    let more = ids.len() - names.len();
+    let mut s = names.join(", ");
+    if more > 0 {
+        s.push_str(&format!(" and {more} more"));
+    }
+    s
 }

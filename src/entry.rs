@@ -279,11 +279,8 @@ fn run_headless(args: &RunArgs) -> color_eyre::Result<i32> {
     let mut prepared = start::prepare(args)?;
     let state_dir = prepared.state.root.clone();
     runtime()?.block_on(async {
-        if let Some(sig) = until_signal("resolving the plan", prepared.resolve()).await? {
-            return Ok(exit::SIGNAL_BASE + sig);
-        }
-        if let Some(sig) = until_signal("preparing dbt", prepared.choose_mode()).await? {
-            return Ok(exit::SIGNAL_BASE + sig);
+        if let Some(code) = prepared.ready().await? {
+            return Ok(code);
         }
         let handle = start::start(prepared, true)?;
         let opts = server::ServeOptions {

@@ -18,7 +18,6 @@ pub mod error;
 mod graph;
 mod html_report;
 mod plan;
-mod plan_file;
 #[doc(hidden)]
 pub mod procfs;
 mod progress;

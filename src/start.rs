@@ -123,7 +123,8 @@ impl PreparedRun {
     /// Resolves the plan for the warehouse it runs on (`dbt ls` when batches
     /// share one), before anything starts.
     pub async fn resolve(&mut self) -> color_eyre::Result<&PlanReport> {
-        let plan = std::mem::take(&mut self.plan);
+        // A copy: if resolving fails, summary.json still lists the plan.
+        let plan = self.plan.clone();
         let work = self.state.root.join("plan");
         let (plan, report) = resolve::resolve(&self.settings, plan, &work, self.shared).await?;
         self.plan = plan;
@@ -155,6 +156,66 @@ impl PreparedRun {
                 shared_parse(&self.settings, &self.plan, &self.state.root.join("parse")).await;
         }
         Ok(&self.runner.insert(runner).choice)
+    }
+}
+
+impl PreparedRun {
+    /// Resolves the plan and readies dbt, either stoppable by a signal.
+    /// `Ok(Some(code))`: a signal ended the run before any batch started. Either
+    /// way the run ends here, summary.json says so: every batch that was to run
+    /// pending (so `--resume` runs it), and a failure's line.
+    pub async fn ready(&mut self) -> color_eyre::Result<Option<i32>> {
+        let r = self.ready_inner().await;
+        match &r {
+            Ok(Some(code)) => self.write_unstarted(None, *code),
+            Err(e) => {
+                let code = if e.downcast_ref::<crate::error::UsageError>().is_some() {
+                    crate::error::exit::USAGE
+                } else {
+                    crate::error::exit::INTERNAL
+                };
+                self.write_unstarted(Some(e.to_string()), code);
+            }
+            Ok(None) => {}
+        }
+        r
+    }
+
+    async fn ready_inner(&mut self) -> color_eyre::Result<Option<i32>> {
+        use crate::entry::until_signal;
+        use crate::error::exit::SIGNAL_BASE;
+        if let Some(sig) = until_signal("resolving the plan", self.resolve()).await? {
+            return Ok(Some(SIGNAL_BASE + sig));
+        }
+        if let Some(sig) = until_signal("preparing dbt", self.choose_mode()).await? {
+            return Ok(Some(SIGNAL_BASE + sig));
+        }
+        Ok(None)
+    }
+
+    fn write_unstarted(&self, error: Option<String>, code: i32) {
+        use crate::engine::summary::{Summary, SummaryStatus, record_exit_code};
+        let status = |b: &Batch| match &self.past {
+            Some(past)
+                if past.last.get(&b.id).is_some_and(|p| {
+                    p.status == BatchStatus::Succeeded
+                        && p.fp.as_deref() == Some(engine::fingerprint(&self.settings, b).as_str())
+                }) =>
+            {
+                SummaryStatus::Succeeded
+            }
+            _ => SummaryStatus::Pending,
+        };
+        let mut summary = Summary::unstarted(&self.plan, status, &self.settings, error);
+        summary.plan.clone_from(&self.report);
+        let path = self.state.summary_path();
+        let written = serde_json::to_vec_pretty(&summary)
+            .map_err(std::io::Error::other)
+            .and_then(|json| crate::state_dir::write_atomic(&path, &json))
+            .and_then(|()| record_exit_code(&path, code));
+        if let Err(e) = written {
+            eprintln!("dbt-herd: cannot write {} ({e})", path.display());
+        }
     }
 }
 
@@ -221,19 +282,94 @@ fn priors(
         let results = p.last_invocation.as_deref().and_then(|inv| {
             run_results::read(&state.target_dir(&b.id).join("run_results.json"), Some(inv)).ok()
         });
+        let history = past.history(&b.id);
+        let succeeded = p.status == BatchStatus::Succeeded;
+        let (committed, unknown) = if succeeded {
+            (Vec::new(), None)
+        } else {
+            committed_before(
+                state,
+                b,
+                &history,
+                p.fp.as_deref(),
+                results.is_some(),
+                p.attempts,
+            )
+        };
         prior.insert(
             b.id.clone(),
             Prior {
-                succeeded: p.status == BatchStatus::Succeeded,
+                succeeded,
                 attempts: p.attempts,
                 results,
                 stopped: matches!(p.status, BatchStatus::Cancelled | BatchStatus::Running),
                 spent_s: p.spent_s,
-                history: past.history(&b.id),
+                history,
+                committed,
+                unknown,
             },
         );
     }
     (prior, changed)
+}
+
+/// The nodes that ended for good in a batch's attempts since it last succeeded
+/// (a batch that ran again after it succeeded was rerun on purpose), from each
+/// attempt's captured output: dbt writes no run_results.json when it is killed
+/// (SIGTERM, SIGKILL, a supervisor that died), but its JSON log lines, copied as
+/// they came, say which nodes committed. Only attempts that ran what the batch
+/// runs now (`fp`) count. Also says why that is unknown, when an attempt's
+/// output is gone and no results of it are left.
+fn committed_before(
+    state: &StateDir,
+    b: &Batch,
+    history: &[crate::engine::history::PastAttempt],
+    fp: Option<&str>,
+    last_has_results: bool,
+    last: u32,
+) -> (Vec<crate::engine::protocol::PriorNode>, Option<String>) {
+    use crate::engine::messages::AttemptOutcome;
+    let from = history
+        .iter()
+        .filter(|a| a.outcome == Some(AttemptOutcome::Succeeded))
+        .map(|a| a.number)
+        .max()
+        .unwrap_or(0);
+    let mut nodes: BTreeMap<String, crate::engine::protocol::PriorNode> = BTreeMap::new();
+    let mut unknown = None;
+    for a in history
+        .iter()
+        .filter(|a| a.number > from && a.spawned && a.fp.as_deref() == fp)
+    {
+        let path = state.attempt_output(&b.id, a.number, "stdout");
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                for n in crate::dbt::events::committed_in(&String::from_utf8_lossy(&bytes)) {
+                    nodes.insert(
+                        n.unique_id.clone(),
+                        crate::engine::protocol::PriorNode {
+                            unique_id: n.unique_id,
+                            status: n.status,
+                            attempt: a.number,
+                            execution_time: n.execution_time.unwrap_or(0.0),
+                        },
+                    );
+                }
+            }
+            // Its own results say what it did.
+            Err(_) if a.number == last && last_has_results => {}
+            Err(e) => {
+                unknown.get_or_insert_with(|| {
+                    format!(
+                        "the output of its attempt {} ({}) cannot be read ({e})",
+                        a.number,
+                        path.display()
+                    )
+                });
+            }
+        }
+    }
+    (nodes.into_values().collect(), unknown)
 }
 
 /// Starts the engine on a prepared run with real dbt processes. `logs`: whether

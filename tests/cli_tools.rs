@@ -18,9 +18,12 @@ fn a_dry_run_shows_every_batch_and_the_budget_and_starts_nothing() {
     let dir = fake_project();
     let state = dir.path().join("state");
     let fake = fake_dbt();
+    // The fake dbt has no graph to list: the plan is shown unresolved.
     let common = [
         "run",
         "--dry-run",
+        "--shared-warehouse",
+        "no",
         "--dbt",
         fake.to_str().unwrap(),
         "--project-dir",
@@ -389,6 +392,8 @@ fn dbt_herd_toml_gives_defaults_that_flags_override() {
     let fake = fake_dbt();
     let base = [
         "run",
+        "--shared-warehouse",
+        "no",
         "--dbt",
         fake.to_str().unwrap(),
         "--project-dir",

@@ -49,10 +49,14 @@ fn mixed_outcomes_give_exit_1_and_an_honest_summary() {
     );
     assert!(fail["error"].as_str().unwrap().contains("boom in m2"));
 
+    // A selection that matches nothing is a mistake, not a success.
     let empty = batch(&s, "empty");
-    assert_eq!(empty["status"], "succeeded");
+    assert_eq!(empty["status"], "failed");
     assert_eq!(empty["nothing_selected"], true);
-    assert!(stdout.contains("EMPTY     empty"), "{stdout}");
+    assert_eq!(
+        empty["error"],
+        "selection 'empty' matched no node (pass --allow-empty to run it anyway)"
+    );
 
     let norr = batch(&s, "norr");
     assert_eq!(norr["status"], "failed");
@@ -211,7 +215,12 @@ fn garbage_output_is_bounded_and_inert() {
     let dir = fake_project();
     let t = tag("garbage");
     let _reaper = Reaper(t.clone());
-    let out = output(fake_run(dir.path(), &t, &["-s", "garbage"]));
+    // Its run_results.json lists no node: allowed, so the garbage is the test.
+    let out = output(fake_run(
+        dir.path(),
+        &t,
+        &["-s", "garbage", "--allow-empty"],
+    ));
     assert_eq!(out.status.code(), Some(0));
     assert!(
         !out.stdout.contains(&0x1b),

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{UsageError, UsageResult};
-use crate::plan::{Step, Window};
+use crate::plan::{DbtCommand, Step, Window, WindowAs};
 use crate::usage;
 
 mod subcommands;
@@ -90,36 +90,6 @@ pub(crate) enum ModeArg {
     Auto,
     Warm,
     Cold,
-}
-
-/// How a backfill window reaches dbt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum WindowAs {
-    /// As the vars named by --start-var and --end-var.
-    #[default]
-    Vars,
-    /// As --event-time-start/--event-time-end, for microbatch models (a partial
-    /// parse stays valid across windows).
-    EventTime,
-}
-
-/// The dbt subcommand every batch runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum DbtCommand {
-    Build,
-    Run,
-    Test,
-    Seed,
-    Snapshot,
-}
-
-impl std::fmt::Display for DbtCommand {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let v = self.to_possible_value();
-        f.write_str(v.as_ref().map_or("build", |v| v.get_name()))
-    }
 }
 
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
@@ -229,6 +199,12 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", value_parser = at_least_one)]
     #[serde(deserialize_with = "number_or_text")]
     pub recycle: Option<u32>,
+
+    /// Run a batch whose selection matches no node (dbt does nothing and exits 0)
+    /// instead of refusing the plan before anything runs.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_empty: bool,
 
     /// Where the journal, summary and per-batch target/logs go [default: .dbt-herd/<run id>].
     #[arg(long, value_name = "DIR")]

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::WindowAs;
 use crate::config::RunSettings;
 use crate::plan::Batch;
+use crate::plan::WindowAs;
 
 /// How an attempt runs its batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,7 @@ pub const BATCH_ENV: &str = "DBT_ENV_CUSTOM_ENV_HERD_BATCH";
 
 /// Builds the argv for one attempt. `target` and `logs` must be absolute: dbt
 /// resolves relative ones against the project dir, not our working directory.
+#[cfg(test)]
 pub fn build_args(
     s: &RunSettings,
     batch: &Batch,
@@ -40,11 +41,53 @@ pub fn build_args(
     target: &Path,
     logs: &Path,
 ) -> Vec<String> {
+    build_args_narrowed(s, batch, kind, None, target, logs)
+}
+
+/// How a full attempt leaves out the nodes that committed in earlier attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Narrowing {
+    /// Exactly these nodes (selectors from `exact_selector`), with
+    /// `--indirect-selection empty`: what the batch selects, less what committed.
+    /// (`--exclude` of a model also drops its tests, under every indirect
+    /// selection but `empty`, so the rest is named instead.)
+    Only(Vec<String>),
+    /// The batch's own selection, and these selectors added to its `--exclude`:
+    /// when the rest cannot be listed. The tests of the excluded nodes go with them.
+    Without(Vec<String>),
+    /// The batch's own selection, tests only (`--resource-type test`): a split
+    /// part whose model committed.
+    TestsOnly,
+}
+
+/// As `build_args`, for a full attempt that leaves out what committed earlier.
+pub fn build_args_narrowed(
+    s: &RunSettings,
+    batch: &Batch,
+    kind: AttemptKind,
+    narrowing: Option<&Narrowing>,
+    target: &Path,
+    logs: &Path,
+) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     match kind {
         AttemptKind::Full => {
             a.push(batch.own.command.unwrap_or(s.command).to_string());
-            a.extend(selection_args(s, batch));
+            match narrowing {
+                None => a.extend(selection_args(s, batch)),
+                Some(Narrowing::Only(nodes)) => {
+                    a.extend(["--select".into(), nodes.join(" ")]);
+                    a.extend(["--indirect-selection".into(), "empty".into()]);
+                    a.extend(vars_args(batch));
+                }
+                Some(Narrowing::Without(nodes)) => {
+                    a.extend(selection_args_excluding(s, batch, nodes));
+                }
+                Some(Narrowing::TestsOnly) => {
+                    a.extend(selection_args(s, batch));
+                    a.extend(["--resource-type".into(), "test".into()]);
+                }
+            }
             if let (WindowAs::EventTime, Some(w)) = (s.plan.window_as, batch.window) {
                 // dbt reads these as timestamps: a day's window is [start, end).
                 a.extend([
@@ -133,6 +176,22 @@ pub fn parse_node_list(stdout: &str) -> std::collections::BTreeSet<String> {
 
 /// What a batch selects: `--select`, `--exclude`, `--selector` and its `--vars`.
 fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
+    selection_args_excluding(s, batch, &[])
+}
+
+/// `--vars` of the batch, if it has any.
+fn vars_args(batch: &Batch) -> Vec<String> {
+    if batch.vars.is_empty() {
+        return Vec::new();
+    }
+    // JSON is valid YAML, and quoting keeps dates as strings
+    // (an unquoted 2024-01-05 would reach dbt as a date).
+    let vars = serde_json::Value::Object(batch.vars.clone()).to_string();
+    vec!["--vars".into(), vars]
+}
+
+/// The batch's selection with `more` added to its `--exclude`.
+fn selection_args_excluding(s: &RunSettings, batch: &Batch, more: &[String]) -> Vec<String> {
     let mut a = Vec::new();
     if let Some(sel) = &batch.select {
         a.extend(["--select".into(), sel.clone()]);
@@ -144,6 +203,7 @@ fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
         .chain(&batch.own.exclude)
         .map(String::as_str)
         .chain(batch.exclude.iter().map(String::as_str))
+        .chain(more.iter().map(String::as_str))
         .collect();
     if !exclude.is_empty() {
         a.extend(["--exclude".into(), exclude.join(" ")]);
@@ -154,13 +214,104 @@ fn selection_args(s: &RunSettings, batch: &Batch) -> Vec<String> {
     if let Some(how) = &batch.indirect_selection {
         a.extend(["--indirect-selection".into(), how.clone()]);
     }
-    if !batch.vars.is_empty() {
-        // JSON is valid YAML, and quoting keeps dates as strings
-        // (an unquoted 2024-01-05 would reach dbt as a date).
-        let vars = serde_json::Value::Object(batch.vars.clone()).to_string();
-        a.extend(["--vars".into(), vars]);
-    }
+    a.extend(vars_args(batch));
     a
+}
+
+/// `dbt ls` of every node the batch selects, with what an exact selector of each
+/// needs: its unique id, resource type and fqn.
+pub fn list_selected_args(
+    s: &RunSettings,
+    batch: &Batch,
+    target: &Path,
+    logs: &Path,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec!["ls".into()];
+    a.extend(selection_args(s, batch));
+    a.extend([
+        "--output".into(),
+        "json".into(),
+        "--output-keys".into(),
+        "unique_id resource_type fqn".into(),
+        "--quiet".into(),
+    ]);
+    a.extend(location_args(s, target, logs));
+    a
+}
+
+/// A node as `list_selected_args` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedNode {
+    pub unique_id: String,
+    pub resource_type: String,
+    pub fqn: Vec<String>,
+}
+
+/// Nodes from `dbt ls --output json` lines with `unique_id resource_type fqn`.
+pub fn parse_listed_nodes(stdout: &str) -> Vec<ListedNode> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+        .filter_map(|v| {
+            Some(ListedNode {
+                unique_id: v.get("unique_id")?.as_str()?.to_string(),
+                resource_type: v
+                    .get("resource_type")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                fqn: v
+                    .get("fqn")?
+                    .as_array()?
+                    .iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect(),
+            })
+        })
+        .filter(|n| !n.fqn.is_empty())
+        .collect()
+}
+
+/// A selector for exactly one node, from its fqn. `fqn:a.b` also matches every
+/// node under a directory `b` (`a.b.c`): dbt's fqn method matches prefixes. A
+/// glob in the last part makes dbt match the rest of the fqn as a whole, so
+/// `fqn:a.[b]` is `a.b` and nothing under it (measured with dbt 1.11).
+pub fn exact_selector(fqn: &[String]) -> String {
+    let mut parts: Vec<String> = fqn.to_vec();
+    if let Some(last) = parts.last_mut()
+        && let Some(c) = last.chars().last()
+    {
+        last.truncate(last.len() - c.len_utf8());
+        last.push('[');
+        last.push(c);
+        last.push(']');
+    }
+    format!("fqn:{}", parts.join("."))
+}
+
+/// A selector for a node known only by its unique id (`model.pkg.name`): by its
+/// name in its package, as a fallback when its fqn is unknown.
+pub fn selector_of_unique_id(unique_id: &str) -> String {
+    let mut parts = unique_id.split('.');
+    let rt = parts.next().unwrap_or_default();
+    let package = parts.next().unwrap_or_default();
+    let name = parts.next().unwrap_or_default();
+    format!("package:{package},resource_type:{rt},fqn:{name}")
+}
+
+/// Whether `command` executes nodes of this resource type.
+/// (`command` as dbt spells it: `build`, `run`, ...)
+pub fn executes(command: &str, resource_type: &str) -> bool {
+    match command {
+        "run" => resource_type == "model",
+        "test" => matches!(resource_type, "test" | "unit_test"),
+        "seed" => resource_type == "seed",
+        "snapshot" => resource_type == "snapshot",
+        _ => matches!(
+            resource_type,
+            "model" | "seed" | "snapshot" | "test" | "unit_test" | "function"
+        ),
+    }
 }
 
 /// Where dbt reads and writes: the batch's target and log dirs, project and profile.
@@ -232,9 +383,22 @@ pub fn invocation(
     target: &Path,
     logs: &Path,
 ) -> Invocation {
+    invocation_narrowed(s, batch, kind, None, worker, target, logs)
+}
+
+/// As `invocation`, leaving out what committed earlier.
+pub fn invocation_narrowed(
+    s: &RunSettings,
+    batch: &Batch,
+    kind: AttemptKind,
+    narrowing: Option<&Narrowing>,
+    worker: usize,
+    target: &Path,
+    logs: &Path,
+) -> Invocation {
     Invocation {
         program: s.dbt.clone(),
-        args: build_args(s, batch, kind, target, logs),
+        args: build_args_narrowed(s, batch, kind, narrowing, target, logs),
         env: build_env(s, batch, worker),
     }
 }
@@ -242,8 +406,8 @@ pub fn invocation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::DbtCommand;
     use crate::cli::EnvTemplate;
+    use crate::plan::DbtCommand;
     use crate::plan::{PlanSpec, Step};
     use std::time::Duration;
 
@@ -272,8 +436,9 @@ mod tests {
                 start_var: "start_date".into(),
                 end_var: "end_date".into(),
                 base_vars: Default::default(),
-                window_as: crate::cli::WindowAs::Vars,
+                window_as: crate::plan::WindowAs::Vars,
             },
+            allow_empty: false,
         }
     }
 

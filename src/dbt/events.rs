@@ -224,6 +224,47 @@ pub fn status_class(status: &str) -> StatusClass {
     }
 }
 
+/// A node that ended with this status is done for good: a model, seed or
+/// snapshot that succeeded has committed its relation, a test that passed (or
+/// only warned) has nothing left to say. The next attempt leaves it out.
+pub fn is_committed(status: &str) -> bool {
+    matches!(status, "success" | "pass" | "warn")
+}
+
+/// A node that committed in an attempt, as its events say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedNode {
+    pub unique_id: String,
+    pub status: String,
+    pub execution_time: Option<f64>,
+}
+
+/// The nodes an attempt's captured output (its stdout: dbt's JSON log lines)
+/// says ended for good, in the order they ended. A node that ended for good
+/// and then again badly (a later line) is not in it.
+pub fn committed_in(output: &str) -> Vec<CommittedNode> {
+    let mut out: Vec<CommittedNode> = Vec::new();
+    for ev in output.lines().filter_map(parse_line) {
+        if let EventKind::NodeFinished {
+            node,
+            status,
+            execution_time,
+            ..
+        } = ev.kind
+        {
+            out.retain(|c| c.unique_id != node.unique_id);
+            if is_committed(&status) {
+                out.push(CommittedNode {
+                    unique_id: node.unique_id,
+                    status,
+                    execution_time,
+                });
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusClass {

@@ -158,6 +158,33 @@ impl MergedResults {
         }
     }
 
+    /// A node's outcome as an event of `attempt` told it (before, or instead
+    /// of, that attempt's run_results.json).
+    pub fn record(&mut self, unique_id: &str, status: &str, attempt: u32, execution_time: f64) {
+        let relation_name = self
+            .nodes
+            .get(unique_id)
+            .and_then(|n| n.relation_name.clone());
+        self.nodes.insert(
+            unique_id.to_string(),
+            NodeOutcome {
+                status: status.to_string(),
+                message: None,
+                execution_time,
+                attempt,
+                relation_name,
+            },
+        );
+    }
+
+    /// Nodes whose latest outcome is for good (committed, passed) in attempt
+    /// `since` or later: what the next full attempt leaves out.
+    pub fn committed_since(&self, since: u32) -> impl Iterator<Item = (&String, &NodeOutcome)> {
+        self.nodes
+            .iter()
+            .filter(move |(_, n)| n.attempt >= since && crate::dbt::events::is_committed(&n.status))
+    }
+
     pub fn counts(&self) -> NodeCounts {
         let mut c = NodeCounts::default();
         for n in self.nodes.values() {

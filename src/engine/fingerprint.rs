@@ -26,7 +26,7 @@ pub(crate) fn fingerprint(s: &RunSettings, b: &Batch) -> String {
     if let Some(how) = &b.indirect_selection {
         what["indirect_selection"] = serde_json::json!(how);
     }
-    if s.plan.window_as == crate::cli::WindowAs::EventTime {
+    if s.plan.window_as == crate::plan::WindowAs::EventTime {
         what["event_time"] = serde_json::json!(b.window.map(|w| w.to_string()));
     }
     let text = what.to_string();

@@ -55,6 +55,10 @@ pub(crate) struct PastAttempt {
     pub outcome: Option<AttemptOutcome>,
     /// `None` in journals older than the command record.
     pub command: Option<AttemptCommand>,
+    /// The fingerprint of what the batch ran then.
+    pub fp: Option<String>,
+    /// A process was started for it (its output may hold committed nodes).
+    pub spawned: bool,
 }
 
 impl PastAttempt {
@@ -109,6 +113,8 @@ mod tests {
             finished_at: None,
             outcome: None,
             command: None,
+            fp: None,
+            spawned: false,
         };
         let v = p.view();
         assert_eq!(

@@ -152,7 +152,7 @@ impl JournalState {
     }
 
     /// Keeps what a record says about one attempt.
-    fn note_attempt(&mut self, entry: &JournalEntry, ts: Option<f64>) {
+    fn note_attempt(&mut self, entry: &JournalEntry, ts: Option<f64>, fp: Option<&String>) {
         match entry {
             JournalEntry::AttemptStarted {
                 batch,
@@ -171,8 +171,15 @@ impl JournalState {
                         finished_at: None,
                         outcome: None,
                         command: None,
+                        fp: fp.cloned(),
+                        spawned: false,
                     },
                 );
+            }
+            JournalEntry::AttemptSpawned { batch, attempt, .. } => {
+                if let Some(a) = self.attempts.get_mut(&(batch.clone(), *attempt)) {
+                    a.spawned = true;
+                }
             }
             JournalEntry::AttemptCommand {
                 batch,
@@ -207,7 +214,7 @@ impl JournalState {
         let ts = chrono::DateTime::parse_from_rfc3339(&rec.ts)
             .map(|t| t.timestamp_millis() as f64 / 1000.0)
             .ok();
-        self.note_attempt(&rec.entry, ts);
+        self.note_attempt(&rec.entry, ts, rec.fp.as_ref());
         let mut spent = 0.0;
         match &rec.entry {
             JournalEntry::AttemptStarted { batch, attempt, .. } => {

@@ -4,8 +4,9 @@
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc;
 
-use crate::dbt::argv::{self, Invocation, ListedModel};
+use crate::dbt::argv::{self, Invocation, ListedModel, ListedNode};
 use crate::engine::process;
+use crate::engine::protocol::AttemptKey;
 
 /// The models of a batch, or why they could not be listed.
 #[derive(Debug)]
@@ -21,7 +22,26 @@ pub(crate) fn spawn(batch: usize, inv: Invocation, answer: mpsc::Sender<Listed>)
     });
 }
 
+/// Every node an attempt's batch selects, or why they could not be listed.
+#[derive(Debug)]
+pub(crate) struct ListedNodes {
+    pub key: AttemptKey,
+    pub nodes: Result<Vec<ListedNode>, String>,
+}
+
+pub(crate) fn spawn_nodes(key: AttemptKey, inv: Invocation, answer: mpsc::Sender<ListedNodes>) {
+    tokio::spawn(async move {
+        let nodes = run_ls(&inv).await.map(|out| argv::parse_listed_nodes(&out));
+        let _ = answer.send(ListedNodes { key, nodes }).await;
+    });
+}
+
 async fn list(inv: &Invocation) -> Result<Vec<ListedModel>, String> {
+    run_ls(inv).await.map(|out| argv::parse_model_list(&out))
+}
+
+/// Runs a `dbt ls` to the end: its stdout, or its last line when it failed.
+async fn run_ls(inv: &Invocation) -> Result<String, String> {
     let g = process::spawn_in_group(inv).map_err(|e| e.to_string())?;
     let pgid = g.pgid;
     let out = g.child.wait_with_output().await;
@@ -39,7 +59,5 @@ async fn list(inv: &Invocation) -> Result<Vec<ListedModel>, String> {
             .trim()
             .to_string());
     }
-    Ok(argv::parse_model_list(&String::from_utf8_lossy(
-        &out.stdout,
-    )))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dbt::argv::{AttemptKind, Invocation};
+use crate::dbt::argv::{AttemptKind, Invocation, Narrowing};
 use crate::dbt::events::{DbtEvent, EventKind, Level};
 use crate::dbt::run_results::{ReadError, RunResults};
 use crate::engine::history::PastAttempt;
@@ -169,6 +169,13 @@ pub(crate) enum Effect {
         key: AttemptKey,
         worker: usize,
         kind: AttemptKind,
+        /// What a full attempt leaves out because it committed earlier.
+        narrowing: Option<Narrowing>,
+    },
+    /// Run `dbt ls` of every node the attempt's batch selects, before it is
+    /// launched; answer with `EngineCore::on_nodes_listed`.
+    ListNodes {
+        key: AttemptKey,
     },
     Control {
         key: AttemptKey,
@@ -257,4 +264,20 @@ pub(crate) struct Prior {
     pub spent_s: f64,
     /// Its attempts as the journal records them, first first.
     pub history: Vec<PastAttempt>,
+    /// The nodes that ended for good in its attempts since it last succeeded
+    /// (from each attempt's captured output and its results): the next attempt
+    /// leaves them out.
+    pub committed: Vec<PriorNode>,
+    /// Why what its earlier attempts committed cannot be known (their output is
+    /// gone or unreadable): it runs again in full, and says so.
+    pub unknown: Option<String>,
+}
+
+/// A node that committed in an earlier attempt, as a resume found it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PriorNode {
+    pub unique_id: String,
+    pub status: String,
+    pub attempt: u32,
+    pub execution_time: f64,
 }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::now_secs;
 use crate::config::RunSettings;
-use crate::dbt::argv::{self, AttemptKind};
+use crate::dbt::argv::{self, AttemptKind, Narrowing};
 use crate::dbt::events::Level;
 use crate::engine::connections::ConnectionLog;
 use crate::engine::core::{CoreConfig, EngineCore};
@@ -24,7 +24,7 @@ use crate::engine::handle::{EngineHandle, EngineOutcome};
 use crate::engine::history::AttemptCommand;
 use crate::engine::journal::Journal;
 use crate::engine::launcher::Launcher;
-use crate::engine::listing::{self, Listed};
+use crate::engine::listing::{self, Listed, ListedNodes};
 use crate::engine::messages::WarmView;
 use crate::engine::messages::{Command, Event, Resources};
 use crate::engine::outbox::Outbox;
@@ -96,11 +96,14 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         compiled_root_name: project_name(&settings.project_dir),
         plan: report.as_ref().map(PlanReport::lines).unwrap_or_default(),
         mode: mode.clone(),
+        allow_empty: settings.allow_empty,
+        selector: settings.selector.clone(),
     };
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let (events_tx, events) = mpsc::channel(EVENTS);
     let (reports_tx, reports) = mpsc::channel(REPORTS);
     let (listed_tx, listed) = mpsc::channel(16);
+    let (nodes_tx, nodes) = mpsc::channel(16);
     let (samples_tx, samples) = mpsc::channel(1);
     let (groups_tx, groups_rx) = watch::channel(Vec::new());
     let sampler_error = sampler::spawn(groups_rx, samples_tx).err();
@@ -115,6 +118,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         launcher,
         reports: reports_tx,
         listed: listed_tx,
+        nodes: nodes_tx,
         outbox: Outbox::new(events_tx, logs),
         summary_due: false,
         connections: ConnectionLog::open(&state_root),
@@ -130,6 +134,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         commands,
         reports,
         listed,
+        nodes,
         samples,
         groups: groups_tx,
         warm: warm_status.unwrap_or_else(|| mpsc::channel(1).1),
@@ -149,6 +154,7 @@ struct Inputs {
     commands: mpsc::Receiver<Command>,
     reports: mpsc::Receiver<AttemptReport>,
     listed: mpsc::Receiver<Listed>,
+    nodes: mpsc::Receiver<ListedNodes>,
     samples: mpsc::Receiver<Resources>,
     /// The process groups the sampler should measure.
     groups: watch::Sender<LiveGroups>,
@@ -168,6 +174,7 @@ struct Shell {
     launcher: Arc<dyn Launcher>,
     reports: mpsc::Sender<AttemptReport>,
     listed: mpsc::Sender<Listed>,
+    nodes: mpsc::Sender<ListedNodes>,
     outbox: Outbox,
     summary_due: bool,
     /// The connections over time, for the run report.
@@ -225,6 +232,10 @@ impl Shell {
                 }
                 Some(l) = inp.listed.recv() => {
                     let fx = self.core.on_listed(l.batch, l.models, now_secs());
+                    self.apply(fx);
+                }
+                Some(l) = inp.nodes.recv() => {
+                    let fx = self.core.on_nodes_listed(l.key, l.nodes, now_secs());
                     self.apply(fx);
                 }
                 Some(r) = inp.samples.recv() => self.outbox.push(Event::Resources(r)),
@@ -301,7 +312,13 @@ impl Shell {
     fn apply(&mut self, fx: Vec<Effect>) {
         for e in fx {
             match e {
-                Effect::Launch { key, worker, kind } => self.launch(key, worker, kind),
+                Effect::Launch {
+                    key,
+                    worker,
+                    kind,
+                    narrowing,
+                } => self.launch(key, worker, kind, narrowing.as_ref()),
+                Effect::ListNodes { key } => self.list_nodes(key),
                 Effect::Control { key, ctl } => self.control(key, ctl),
                 Effect::Emit(ev) => self.outbox.push(ev),
                 Effect::Journal(entry) => self.journal(entry),
@@ -354,7 +371,13 @@ impl Shell {
         }
     }
 
-    fn launch(&mut self, key: AttemptKey, worker: usize, kind: AttemptKind) {
+    fn launch(
+        &mut self,
+        key: AttemptKey,
+        worker: usize,
+        kind: AttemptKind,
+        narrowing: Option<&Narrowing>,
+    ) {
         if self.journal.is_none() {
             // No process may start without its journal record on disk: a crash
             // would leave it where the next resume cannot find it.
@@ -367,8 +390,15 @@ impl Shell {
         let batch = self.core.batch(key.batch);
         let target_dir = self.state.target_dir(&batch.id);
         let log_dir = self.state.log_dir(&batch.id);
-        let invocation =
-            argv::invocation(&self.settings, batch, kind, worker, &target_dir, &log_dir);
+        let invocation = argv::invocation_narrowed(
+            &self.settings,
+            batch,
+            kind,
+            narrowing,
+            worker,
+            &target_dir,
+            &log_dir,
+        );
         // What a person would run by hand: warm or cold, it is the argv a cold
         // dbt gets. (The state dir tag added below only marks the process as
         // this run's for a resume's sweep: a copy run by hand must not carry it.)
@@ -423,6 +453,23 @@ impl Shell {
         let (tx, rx) = mpsc::channel(CONTROLS);
         self.controls.insert(key, tx);
         self.launcher.launch(spec, rx, self.reports.clone());
+    }
+
+    /// `dbt ls` of every node an attempt's batch selects, before it launches.
+    fn list_nodes(&self, key: AttemptKey) {
+        let batch = self.core.batch(key.batch);
+        let dir = self.state.batch_dir(&batch.id).join("ls");
+        let inv = argv::Invocation {
+            program: self.settings.dbt.clone(),
+            args: argv::list_selected_args(
+                &self.settings,
+                batch,
+                &dir.join("target"),
+                &dir.join("logs"),
+            ),
+            env: argv::build_env(&self.settings, batch, 0),
+        };
+        listing::spawn_nodes(key, inv, self.nodes.clone());
     }
 
     fn list_models(&self, b: usize) {

@@ -55,6 +55,10 @@ pub(crate) struct Summary {
     /// Why the run is cold though warm was allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode_reason: Option<String>,
+    /// Why the run ended before any batch started (a plan that does not
+    /// resolve); absent when it started, or was interrupted before it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,6 +143,48 @@ impl Summary {
             plan: None,
             mode: None,
             mode_reason: None,
+            error: None,
+        }
+    }
+
+    /// The summary of a run that ended before its engine started: each batch
+    /// as `status` says (pending, unless a resumed run had it succeed).
+    pub fn unstarted(
+        batches: &[crate::plan::Batch],
+        status: impl Fn(&crate::plan::Batch) -> SummaryStatus,
+        settings: &crate::config::RunSettings,
+        error: Option<String>,
+    ) -> Self {
+        let now = chrono::Utc::now().to_rfc3339();
+        Self {
+            batches: batches
+                .iter()
+                .map(|b| BatchSummary {
+                    id: b.id.clone(),
+                    label: b.label.clone(),
+                    status: status(b),
+                    attempts: 0,
+                    duration_s: 0.0,
+                    overhead_s: None,
+                    nodes: NodeCounts::default(),
+                    error: None,
+                    nothing_selected: false,
+                    after: b.after.clone(),
+                    waiting_on: None,
+                    blocked: false,
+                    failing: Vec::new(),
+                    history: Vec::new(),
+                })
+                .collect(),
+            budget: settings.budget,
+            workers: settings.workers,
+            threads: settings.threads,
+            started_at: now.clone(),
+            finished_at: Some(now),
+            plan: None,
+            mode: None,
+            mode_reason: None,
+            error,
         }
     }
 

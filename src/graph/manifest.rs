@@ -26,9 +26,10 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// A selector for exactly this node, for `--select` / `--exclude`.
+    /// A selector for exactly this node, for `--select` / `--exclude` (a bare
+    /// `fqn:` would also match what lies under a directory of that name).
     pub fn selector(&self) -> String {
-        format!("fqn:{}", self.fqn.join("."))
+        crate::dbt::argv::exact_selector(&self.fqn)
     }
 
     pub fn is_incremental(&self) -> bool {
@@ -160,7 +161,7 @@ mod tests {
         let a = &g.nodes["model.p.a"];
         assert_eq!(a.writes(), Some("\"db\".\"s\".\"a\""));
         assert_eq!(a.parents, ["source.p.raw.t"]);
-        assert_eq!(a.selector(), "fqn:p.a");
+        assert_eq!(a.selector(), "fqn:p.[a]");
         assert_eq!(g.nodes["model.p.e"].writes(), None);
         assert_eq!(g.nodes["test.p.t"].writes(), Some("\"db\".\"audit\".\"t\""));
         assert_eq!(g.nodes["source.p.raw.t"].writes(), None);

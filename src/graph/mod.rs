@@ -2,11 +2,13 @@
 //! which, so that batches sharing one warehouse never break each other.
 //!
 //! - `manifest`: nodes, sources and macros from dbt's manifest.json;
-//! - `window`: which nodes depend on the backfill window;
-//! - `shared`: the rules for a shared warehouse (pure);
+//! - `inputs`: what reaches a node's build from a batch (vars, env, arguments);
+//! - `warehouse`: which warehouse a batch writes to, from its profile;
+//! - `shared`: the rules for a shared warehouse, and the invariant (pure);
 //! - `resolve`: runs `dbt ls` for the plan's selections and applies the rules.
 
+pub(crate) mod inputs;
 pub(crate) mod manifest;
 pub(crate) mod resolve;
 pub(crate) mod shared;
-pub(crate) mod window;
+pub(crate) mod warehouse;

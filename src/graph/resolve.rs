@@ -1,7 +1,9 @@
-//! Resolving a plan against dbt's graph before anything runs: one `dbt ls` per
-//! distinct selection (in parallel, each in its own process group), dbt's
-//! manifest.json for parents, materializations and macros, and then the
-//! shared-warehouse rules.
+//! Resolving a plan against dbt's graph before anything runs: each batch's
+//! context (everything of it that can reach a node's build) and warehouse, one
+//! `dbt ls` per distinct selection identity (in parallel, each in its own
+//! process group), dbt's manifest.json for parents, materializations, code and
+//! macros, then the shared-warehouse rules per warehouse, checked against the
+//! invariant before the run may start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -10,26 +12,38 @@ use std::time::Instant;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use super::inputs::{self, Context, Reads};
 use super::manifest::{Graph, Node};
-use super::shared::{self, Decision, Selections};
-use super::window;
-use crate::cli::{DbtCommand, SharedWarehouse, WindowAs};
+use super::shared::{self, Decision, Groups, Selections};
+use super::warehouse::{self, PER_WORKER};
+use crate::cli::SharedWarehouse;
 use crate::config::RunSettings;
-use crate::dbt::argv::{self, Invocation};
+use crate::dbt::argv::{self, BATCH_ENV, Invocation};
 use crate::engine::process;
 use crate::plan::Batch;
+use crate::plan::WindowAs;
 use crate::usage;
 
 /// How the plan treats the warehouse, for people and summary.json.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Warehouse {
-    /// One warehouse for every batch: the plan knows who writes what.
+    /// Some batches share a warehouse: the plan knows who writes what.
     Shared,
-    /// Each worker or batch has its own (a `{worker}` or `{batch}` in `--env`).
+    /// Every batch has a warehouse of its own.
     Separate,
     /// One batch: nothing to share.
     SingleBatch,
+}
+
+/// One warehouse of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GroupReport {
+    pub label: String,
+    /// The batches (of the resolved plan) that write to it.
+    pub batches: Vec<String>,
+    /// It admits one writing dbt process at a time (a DuckDB file).
+    pub one_writer: bool,
 }
 
 /// What the plan decided, and why.
@@ -42,6 +56,15 @@ pub(crate) struct PlanReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved_in_s: Option<f64>,
     pub decisions: Vec<Decision>,
+    /// The warehouses the batches write to.
+    #[serde(default)]
+    pub groups: Vec<GroupReport>,
+    /// Per batch of the plan as given, the batches that build its nodes.
+    #[serde(default)]
+    pub built_by: BTreeMap<String, Vec<String>>,
+    /// Per batch of the resolved plan, the nodes it builds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub builds: BTreeMap<String, Vec<String>>,
 }
 
 impl PlanReport {
@@ -54,74 +77,66 @@ impl PlanReport {
         out.extend(self.decisions.iter().map(|d| format!("plan: {}", d.text)));
         out
     }
-}
 
-/// Whether the batches share one warehouse, from `--shared-warehouse` and the
-/// environment templates.
-fn warehouse(settings: &RunSettings, batches: usize, mode: SharedWarehouse) -> (Warehouse, String) {
-    let per = settings
-        .env
-        .iter()
-        .find(|t| t.value.contains("{worker}") || t.value.contains("{batch}"));
-    match (mode, per) {
-        (SharedWarehouse::No, _) => (
-            Warehouse::Separate,
-            "batches share no relation (--shared-warehouse no): no ordering between them".into(),
-        ),
-        (SharedWarehouse::Auto, Some(t)) => (
-            Warehouse::Separate,
-            format!(
-                "a warehouse per worker or batch ({} uses {{worker}} or {{batch}}): batches share no relation, so none waits on another",
-                t.key
-            ),
-        ),
-        _ if batches < 2 => (Warehouse::SingleBatch, "one batch: nothing to order".into()),
-        (SharedWarehouse::Yes, _) => (
-            Warehouse::Shared,
-            "one shared warehouse (--shared-warehouse yes): batches are ordered so that none breaks another".into(),
-        ),
-        (SharedWarehouse::Auto, None) => (
-            Warehouse::Shared,
-            "one shared warehouse: batches are ordered so that none breaks another".into(),
-        ),
+    fn unresolved(warehouse: Warehouse, reason: String) -> Self {
+        PlanReport {
+            warehouse,
+            reason,
+            resolved_in_s: None,
+            decisions: Vec::new(),
+            groups: Vec::new(),
+            built_by: BTreeMap::new(),
+            builds: BTreeMap::new(),
+        }
     }
 }
 
 /// The resource types a command runs (and so may write).
-fn runs(command: DbtCommand, resource_type: &str) -> bool {
-    match command {
-        DbtCommand::Build => matches!(resource_type, "model" | "seed" | "snapshot" | "test"),
-        DbtCommand::Run => resource_type == "model",
-        DbtCommand::Test => resource_type == "test",
-        DbtCommand::Seed => resource_type == "seed",
-        DbtCommand::Snapshot => resource_type == "snapshot",
-    }
+fn runs(command: &str, resource_type: &str) -> bool {
+    argv::executes(command, resource_type) && resource_type != "unit_test"
 }
 
-/// Resolves `plan` for the warehouse it runs on. `work` is a directory for the
-/// `dbt ls` target and log dirs. With event-time windows, checks that they reach
-/// a microbatch model.
+/// Resolves `plan` for the warehouses it runs on. `work` is a directory for the
+/// `dbt ls` target and log dirs.
 pub(crate) async fn resolve(
     settings: &RunSettings,
     plan: Vec<Batch>,
     work: &Path,
     mode: SharedWarehouse,
 ) -> color_eyre::Result<(Vec<Batch>, PlanReport)> {
-    let (kind, reason) = warehouse(settings, plan.len(), mode);
-    let mut report = PlanReport {
-        warehouse: kind,
-        reason,
-        resolved_in_s: None,
-        decisions: Vec::new(),
-    };
-    let event_time = settings.plan.window_as == WindowAs::EventTime;
-    if kind != Warehouse::Shared && !event_time {
+    if mode == SharedWarehouse::No {
+        let report = PlanReport::unresolved(
+            if plan.len() < 2 {
+                Warehouse::SingleBatch
+            } else {
+                Warehouse::Separate
+            },
+            "batches share no relation (--shared-warehouse no): no ordering between them, \
+             and selections are not checked before they run"
+                .into(),
+        );
         return Ok((plan, report));
     }
     let started = Instant::now();
     eprintln!("dbt-herd: resolving the plan against dbt's graph (dbt ls)…");
-    let (graph, selected) = load(settings, &plan, work).await?;
-    if event_time {
+    let profile = warehouse::load_profile(settings);
+    let project = project_reads(&settings.project_dir);
+    let mut groups = Groups::default();
+    let contexts: Vec<Context> = plan
+        .iter()
+        .map(|b| {
+            let env = batch_env(settings, b);
+            let wh = warehouse::of(settings, profile.as_ref(), &env, &b.id, mode);
+            groups.labels.insert(wh.key.clone(), wh.label.clone());
+            if wh.one_writer {
+                groups.one_writer.insert(wh.key.clone());
+            }
+            context(settings, b, wh.key, env)
+        })
+        .collect();
+    let (graph, selected) = load(settings, &plan, &contexts, &project, work).await?;
+    refuse_empty(settings, &plan, &selected)?;
+    if settings.plan.window_as == WindowAs::EventTime {
         let microbatch = selected
             .iter()
             .flatten()
@@ -134,48 +149,174 @@ pub(crate) async fn resolve(
             .into());
         }
     }
-    if kind != Warehouse::Shared {
-        return Ok((plan, report));
-    }
-    let vars = [
-        settings.plan.start_var.as_str(),
-        settings.plan.end_var.as_str(),
-    ];
-    let window_dependent = if settings.plan.backfill.is_some() {
-        window::window_dependent(&graph, &vars)
-    } else {
-        BTreeSet::new()
+    let reads = inputs::node_reads(&graph, &project);
+    let sel = Selections {
+        graph: &graph,
+        selected,
+        contexts,
+        reads: &reads,
+        threads: settings.threads,
+        budget: settings.budget,
+        taken: BTreeSet::new(),
     };
-    let out = shared::resolve(
-        &plan,
-        &Selections {
-            graph: &graph,
-            selected,
-            window_dependent: &window_dependent,
-        },
-    );
-    report.decisions = out.decisions;
+    let out = shared::resolve(&plan, &sel, &groups)
+        .map_err(|e| usage!("cannot resolve the plan: {e}"))?;
+    shared::verify(&sel, &groups, &out).map_err(|e| {
+        usage!("the resolved plan would not build every node of the plan exactly once: {e}; refusing to start")
+    })?;
+    let mut report = report_of(&out, &groups, plan.len());
     report.resolved_in_s = Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
     Ok((out.batches, report))
 }
 
+/// The environment dbt-herd gives a batch, templates filled; a value that
+/// depends on the worker (`{worker}`) is `PER_WORKER`. The batch tag, which no
+/// node reads, is left out.
+fn batch_env(s: &RunSettings, b: &Batch) -> BTreeMap<String, String> {
+    let two: BTreeMap<String, String> = argv::build_env(s, b, 2).into_iter().collect();
+    argv::build_env(s, b, 1)
+        .into_iter()
+        .filter(|(k, _)| k != BATCH_ENV)
+        .map(|(k, v)| {
+            let v = if two.get(&k) == Some(&v) {
+                v
+            } else {
+                PER_WORKER.to_string()
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+fn context(s: &RunSettings, b: &Batch, group: String, env: BTreeMap<String, String>) -> Context {
+    let mut args: Vec<String> = s.extra_args.iter().chain(&b.own.args).cloned().collect();
+    if let (WindowAs::EventTime, Some(w)) = (s.plan.window_as, b.window) {
+        args.extend([
+            "--event-time".into(),
+            w.start.to_string(),
+            w.end.to_string(),
+        ]);
+    }
+    Context {
+        group,
+        command: b.own.command.unwrap_or(s.command).to_string(),
+        target: s.target.clone(),
+        args,
+        vars: b.vars.clone(),
+        env,
+    }
+}
+
+/// What the project's own config reads: dbt_project.yml and the YAML files of
+/// the project (properties, selectors), not of its installed packages or output.
+fn project_reads(dir: &Path) -> Reads {
+    let mut out = Reads::default();
+    let skip = ["target", "logs", "dbt_packages", "dbt_modules", ".dbt-herd"];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() {
+                if !name.starts_with('.') && !skip.contains(&name.as_str()) {
+                    stack.push(p);
+                }
+            } else if (name.ends_with(".yml") || name.ends_with(".yaml"))
+                && name != "profiles.yml"
+                && let Ok(text) = std::fs::read_to_string(&p)
+            {
+                out.extend(&inputs::scan(&text));
+            }
+        }
+    }
+    out
+}
+
+/// A selection that picks nothing is a mistake, unless `--allow-empty` says not.
+fn refuse_empty(
+    s: &RunSettings,
+    plan: &[Batch],
+    selected: &[BTreeSet<String>],
+) -> color_eyre::Result<()> {
+    if s.allow_empty {
+        return Ok(());
+    }
+    if let Some((b, _)) = plan.iter().zip(selected).find(|(_, ids)| ids.is_empty()) {
+        return Err(usage!(
+            "batch {}: selection '{}' matched no node (pass --allow-empty to run it anyway)",
+            b.id,
+            what(s, b)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// A batch's selection as its flags.
+fn what(s: &RunSettings, b: &Batch) -> String {
+    let mut parts = Vec::new();
+    if let Some(sel) = &b.select {
+        parts.push(format!("--select {sel}"));
+    }
+    if let Some(x) = s.exclude.as_ref().or(b.own.exclude.as_ref()) {
+        parts.push(format!("--exclude {x}"));
+    }
+    if let Some(x) = b.own.selector.as_ref().or(s.selector.as_ref()) {
+        parts.push(format!("--selector {x}"));
+    }
+    match (parts.len(), &b.select) {
+        (0, _) => "the whole project".into(),
+        (1, Some(sel)) => sel.clone(),
+        _ => parts.join(" "),
+    }
+}
+
+/// What makes two batches' `dbt ls` the same: their selection, what can change
+/// what it picks (environment, target, the vars project config reads) — not the
+/// vars only their nodes' SQL reads, which is every window of a backfill.
+fn list_identity(b: &Batch, ctx: &Context, project: &Reads) -> String {
+    let vars: serde_json::Map<String, serde_json::Value> = b
+        .vars
+        .iter()
+        .filter(|(k, _)| project.reads_var(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    serde_json::json!({
+        "select": b.select,
+        "exclude": b.own.exclude,
+        "selector": b.own.selector,
+        "env": ctx.env,
+        "target": ctx.target,
+        "vars": vars,
+    })
+    .to_string()
+}
+
 /// dbt's graph, and what each batch selects in it (only the resource types
-/// its command runs): one `dbt ls` per distinct selection, in parallel, with the
-/// vars of the first batch (the first window) that has it.
+/// its command runs): one `dbt ls` per distinct selection identity, in parallel.
 async fn load(
     settings: &RunSettings,
     plan: &[Batch],
+    contexts: &[Context],
+    project: &Reads,
     work: &Path,
 ) -> color_eyre::Result<(Graph, Vec<BTreeSet<String>>)> {
-    let mut firsts: BTreeMap<Option<&str>, usize> = BTreeMap::new();
-    for (i, b) in plan.iter().enumerate() {
-        firsts.entry(b.select.as_deref()).or_insert(i);
+    let mut firsts: BTreeMap<String, usize> = BTreeMap::new();
+    let identity: Vec<String> = plan
+        .iter()
+        .zip(contexts)
+        .map(|(b, c)| list_identity(b, c, project))
+        .collect();
+    for (i, id) in identity.iter().enumerate() {
+        firsts.entry(id.clone()).or_insert(i);
     }
-    let jobs: Vec<(usize, Invocation, PathBuf)> = firsts
+    let mut jobs: Vec<(usize, Invocation, PathBuf)> = firsts
         .values()
-        .enumerate()
-        .map(|(n, &i)| {
-            let dir = work.join(format!("ls-{n}"));
+        .map(|&i| {
+            let dir = work.join(format!("ls-{}", jobs_dir_name(i)));
             let inv = Invocation {
                 program: settings.dbt.clone(),
                 args: argv::list_nodes_args(
@@ -189,12 +330,14 @@ async fn load(
             (i, inv, dir)
         })
         .collect();
-    let Some(manifest) = jobs
-        .first()
+    jobs.sort_by_key(|j| j.0);
+    let manifests: Vec<PathBuf> = jobs
+        .iter()
         .map(|j| j.2.join("target").join("manifest.json"))
-    else {
+        .collect();
+    if jobs.is_empty() {
         return Ok((Graph::default(), Vec::new()));
-    };
+    }
     let listed: Vec<(usize, Result<BTreeSet<String>, String>)> = futures::stream::iter(
         jobs.into_iter()
             .map(|(i, inv, _)| async move { (i, list(&inv).await) }),
@@ -202,38 +345,123 @@ async fn load(
     .buffer_unordered(settings.workers.max(1))
     .collect()
     .await;
-    let mut by_select: BTreeMap<Option<&str>, BTreeSet<String>> = BTreeMap::new();
+    let mut by_identity: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (i, result) in listed {
-        let what = plan[i].select.as_deref().unwrap_or("the whole project");
-        let ids =
-            result.map_err(|e| usage!("cannot resolve the plan: dbt ls of {what} failed: {e}"))?;
-        by_select.insert(plan[i].select.as_deref(), ids);
+        let ids = result.map_err(|e| {
+            usage!(
+                "cannot resolve the plan: dbt ls of {} failed: {e}",
+                what(settings, &plan[i])
+            )
+        })?;
+        by_identity.insert(&identity[i], ids);
     }
-    let bytes = std::fs::read(&manifest).map_err(|e| {
-        usage!(
-            "cannot resolve the plan: dbt ls wrote no {} ({e})",
-            manifest.display()
-        )
-    })?;
-    let graph = Graph::from_manifest(&bytes).map_err(|e| usage!("cannot resolve the plan: {e}"))?;
+    let all: BTreeSet<&String> = by_identity.values().flatten().collect();
+    // The first manifest has every node unless an environment or a var enables
+    // others; then the next ones fill in what it lacks.
+    let mut graph = Graph::default();
+    for m in &manifests {
+        let bytes = std::fs::read(m).map_err(|e| {
+            usage!(
+                "cannot resolve the plan: dbt ls wrote no {} ({e})",
+                m.display()
+            )
+        })?;
+        let g = Graph::from_manifest(&bytes).map_err(|e| usage!("cannot resolve the plan: {e}"))?;
+        for (id, n) in g.nodes {
+            graph.nodes.entry(id).or_insert(n);
+        }
+        for (id, n) in g.macros {
+            graph.macros.entry(id).or_insert(n);
+        }
+        if all.iter().all(|id| graph.nodes.contains_key(*id)) {
+            break;
+        }
+    }
     let selected = plan
         .iter()
-        .map(|b| {
-            by_select
-                .get(&b.select.as_deref())
+        .zip(contexts)
+        .enumerate()
+        .map(|(i, (_, ctx))| {
+            by_identity
+                .get(identity[i].as_str())
                 .into_iter()
                 .flatten()
                 .filter(|id| {
                     graph
                         .nodes
                         .get(*id)
-                        .is_some_and(|n| runs(settings.command, &n.resource_type))
+                        .is_some_and(|n| runs(&ctx.command, &n.resource_type))
                 })
                 .cloned()
                 .collect()
         })
         .collect();
     Ok((graph, selected))
+}
+
+fn jobs_dir_name(i: usize) -> String {
+    format!("{:04}", i + 1)
+}
+
+/// The summary of a resolved plan.
+fn report_of(out: &shared::SharedPlan, groups: &Groups, planned: usize) -> PlanReport {
+    let mut by_group: Vec<(String, GroupReport)> = Vec::new();
+    for (b, ctx) in out.batches.iter().zip(&out.contexts) {
+        match by_group.iter_mut().find(|(k, _)| *k == ctx.group) {
+            Some((_, g)) => g.batches.push(b.id.clone()),
+            None => by_group.push((
+                ctx.group.clone(),
+                GroupReport {
+                    label: groups.label(&ctx.group).to_string(),
+                    batches: vec![b.id.clone()],
+                    one_writer: groups.one_writer.contains(&ctx.group),
+                },
+            )),
+        }
+    }
+    let shared_any = by_group.iter().any(|(_, g)| g.batches.len() > 1);
+    let (warehouse, reason) = if planned < 2 {
+        (
+            Warehouse::SingleBatch,
+            "one batch: nothing to order".to_string(),
+        )
+    } else if !shared_any {
+        (
+            Warehouse::Separate,
+            "every batch writes to a warehouse of its own: none waits on another".to_string(),
+        )
+    } else if by_group.len() == 1 {
+        (
+            Warehouse::Shared,
+            format!(
+                "one shared warehouse ({}): batches are ordered so that none breaks another",
+                by_group[0].1.label
+            ),
+        )
+    } else {
+        (
+            Warehouse::Shared,
+            format!(
+                "{} warehouses: batches that share one are ordered so that none breaks another; \
+                 batches of different ones never wait on each other",
+                by_group.len()
+            ),
+        )
+    };
+    PlanReport {
+        warehouse,
+        reason,
+        resolved_in_s: None,
+        decisions: out.decisions.clone(),
+        groups: by_group.into_iter().map(|(_, g)| g).collect(),
+        built_by: out.built_by.clone(),
+        builds: out
+            .batches
+            .iter()
+            .zip(&out.builds)
+            .map(|(b, ids)| (b.id.clone(), ids.iter().cloned().collect()))
+            .collect(),
+    }
 }
 
 /// The unique ids `dbt ls` prints for one selection.

@@ -1,35 +1,41 @@
 //! The rules for one shared warehouse: which batch builds which node, in what
 //! order, and which batches may not run at the same time. Pure: a graph, the
-//! plan's batches and what each selects in; the new batches and the decisions
-//! (for people to read) out.
+//! plan's batches, what each selects and what reaches each node's build from
+//! each batch (its inputs) in; the new batches and the decisions (for people to
+//! read) out.
 //!
-//! 1. A node that does not depend on the window and is not incremental is built
-//!    once, in a batch of its own (`shared`) that runs before the windows; the
-//!    windows exclude it. If it reads what the windows build, it is built once
-//!    after them (`shared-after`) instead.
-//! 2. An incremental model: the first window that writes it runs before the
-//!    other windows that write it (it creates the relation); then they run in
-//!    parallel.
-//! 3. A window-dependent model that is not incremental is written by every
-//!    window: those windows run one at a time (a lock on the relation), and the
-//!    plan says so.
-//! 4. Batches of one window (or of no window) that select the same node: it runs
-//!    in the first of them only; a batch that reads a relation another batch of
-//!    its window writes runs after it; batches that would wait on each other are
-//!    merged into one.
+//! Two batches build a node alike only when they agree on all of its inputs
+//! (`inputs::Context::node_key`); every rule below works on (node, inputs)
+//! pairs, never on a node alone.
+//!
+//! 1. A node that several batches of different contexts (vars, env, target,
+//!    arguments) build alike is built once, in a batch of its own (`shared`)
+//!    that runs before them; they leave it out. If it reads what the batches
+//!    build, it is built once after them (`shared-after`) instead.
+//! 2. An incremental model whose batches build it differently (a window each):
+//!    the first batch that writes it runs before the others (it creates the
+//!    relation); then they run in parallel.
+//! 3. A model that is not incremental but is built differently by several
+//!    batches rewrites one relation: those batches run one at a time (a lock on
+//!    the relation), and the plan says so.
+//! 4. Otherwise a (node, inputs) pair selected by several batches runs in the
+//!    first of them only; a batch that reads a relation another batch builds
+//!    for it runs after that batch; a test runs in the batch that builds its last
+//!    parent; batches of one context that would wait on each other are merged.
 //! 5. Every batch holds a lock on each relation it writes (other than
 //!    incremental ones) while it runs, so no two batches write one at once
 //!    whatever the rules above missed.
 //!
-//! This file holds the types and the order of the steps; `same_window` has
-//! rule 4's, `placement` the others'.
+//! This file holds the types and the order of the steps; `claims` has rule 4's,
+//! `placement` the others'.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::inputs::{Context, Reads};
 use super::manifest::{Graph, Node};
-use crate::plan::{Batch, Window};
+use crate::plan::Batch;
 
 /// The id of the batch that builds the run-once nodes before the windows.
 pub(crate) const SHARED: &str = "shared";
@@ -53,8 +59,12 @@ pub(crate) enum DecisionKind {
     Ordered,
     /// Batches that would wait on each other run as one.
     Merged,
-    /// A batch left with nothing to run is dropped.
-    Dropped,
+    /// A test runs in the batch that builds its last parent.
+    TestPlaced,
+    /// A batch whose every node another batch builds alike runs as part of it.
+    MergedInto,
+    /// Batches that share one DuckDB file take turns on it.
+    OneWriter,
 }
 
 /// One thing the plan decided, for the faces and summary.json.
@@ -74,14 +84,33 @@ pub(crate) struct Selections<'a> {
     /// Per batch of the plan, the unique ids of the nodes it selects (only the
     /// resource types its command runs).
     pub selected: Vec<BTreeSet<String>>,
-    /// Nodes whose result depends on the window's vars.
-    pub window_dependent: &'a BTreeSet<String>,
+    /// Per batch of the plan, what of it can reach a node's build.
+    pub contexts: Vec<Context>,
+    /// What each node reads (vars, env vars).
+    pub reads: &'a BTreeMap<String, Reads>,
+    /// A batch's threads when it sets none, and the most a merged batch gets.
+    pub threads: u32,
+    pub budget: u32,
+    /// Batch ids already in use (by other warehouses' batches): new batches
+    /// get other ids.
+    pub taken: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SharedPlan {
     pub batches: Vec<Batch>,
     pub decisions: Vec<Decision>,
+    /// Per batch of the result, the nodes it builds.
+    pub builds: Vec<BTreeSet<String>>,
+    /// Per batch of the result, its context.
+    pub contexts: Vec<Context>,
+    /// Nodes built alike by several contexts that are still built once per
+    /// context, because the batches read them between their own nodes (rule 3).
+    /// (group, node id).
+    pub rebuilt: BTreeSet<(String, String)>,
+    /// Per batch of the plan (by id), the batches of the result that build its
+    /// nodes.
+    pub built_by: BTreeMap<String, Vec<String>>,
 }
 
 /// Where a node runs.
@@ -92,24 +121,30 @@ enum Place {
     After,
 }
 
-/// A group of batches that may depend on each other: those of one window (or
-/// of no window).
-type Group = Option<Window>;
-
 struct Work<'a> {
     graph: &'a Graph,
+    reads: &'a BTreeMap<String, Reads>,
     batches: Vec<Batch>,
+    /// Per batch, its context (what reaches its nodes' builds).
+    ctx: Vec<Context>,
     /// Per batch: what its selection picks, and what it keeps after the rules.
     selected: Vec<BTreeSet<String>>,
     keep: Vec<BTreeSet<String>>,
+    /// Per batch: tests placed in it that its selection does not pick.
+    adds: Vec<BTreeSet<String>>,
+    threads: u32,
+    budget: u32,
     /// Ids of the run-once batches, which may relate to any batch.
     once: BTreeSet<String>,
+    /// Ids used elsewhere in the plan.
+    taken: BTreeSet<String>,
+    /// See `SharedPlan::rebuilt`.
+    rebuilt: BTreeSet<(String, String)>,
     decisions: Vec<Decision>,
 }
 
-/// Applies the rules to `plan`.
-pub(crate) fn resolve(plan: &[Batch], sel: &Selections<'_>) -> SharedPlan {
-    let windows = plan.iter().any(|b| b.window.is_some());
+/// Applies the rules to `plan`, whose batches all write to one warehouse.
+pub(crate) fn resolve_group(plan: &[Batch], sel: &Selections<'_>) -> Result<SharedPlan, String> {
     let union: BTreeSet<&str> = sel
         .selected
         .iter()
@@ -117,15 +152,23 @@ pub(crate) fn resolve(plan: &[Batch], sel: &Selections<'_>) -> SharedPlan {
         .map(String::as_str)
         .filter(|id| sel.graph.nodes.contains_key(*id))
         .collect();
-    let places = placements(sel.graph, &union, sel.window_dependent, windows);
     let mut w = Work {
         graph: sel.graph,
+        reads: sel.reads,
         batches: plan.to_vec(),
+        ctx: sel.contexts.clone(),
         selected: sel.selected.clone(),
         keep: Vec::new(),
+        adds: vec![BTreeSet::new(); plan.len()],
         once: BTreeSet::new(),
+        taken: sel.taken.clone(),
+        rebuilt: BTreeSet::new(),
         decisions: Vec::new(),
+        threads: sel.threads,
+        budget: sel.budget,
     };
+    let alike = w.built_alike(&union);
+    let places = placements(sel.graph, &union, &alike);
     let in_place = |p: Place| -> BTreeSet<String> {
         places
             .iter()
@@ -134,6 +177,16 @@ pub(crate) fn resolve(plan: &[Batch], sel: &Selections<'_>) -> SharedPlan {
             .collect()
     };
     let (before, after) = (in_place(Place::Before), in_place(Place::After));
+    let group = sel
+        .contexts
+        .first()
+        .map(|c| c.group.clone())
+        .unwrap_or_default();
+    w.rebuilt = alike
+        .iter()
+        .filter(|id| places.get(*id) == Some(&Place::Window))
+        .map(|id| (group.clone(), (*id).to_string()))
+        .collect();
     w.keep = w
         .selected
         .iter()
@@ -146,35 +199,92 @@ pub(crate) fn resolve(plan: &[Batch], sel: &Selections<'_>) -> SharedPlan {
         .collect();
     w.deduplicate();
     w.add_shared(&before, &after);
-    w.merge_cycles();
+    w.place_tests();
+    w.merge_cycles()?;
     w.drop_empty();
     w.order();
     w.lock();
     w.finish_exclusions();
-    SharedPlan {
+    let built_by = w.built_by(plan, sel);
+    Ok(SharedPlan {
+        builds: w.keep,
+        contexts: w.ctx,
+        rebuilt: w.rebuilt,
         batches: w.batches,
         decisions: w.decisions,
+        built_by,
+    })
+}
+
+impl Work<'_> {
+    /// The inputs of node `id` in batch `b`.
+    fn key(&self, b: usize, id: &str) -> String {
+        pair_key(&self.ctx[b], self.reads, &self.rebuilt, id)
+    }
+
+    /// The nodes that batches of two or more contexts select and would all
+    /// build alike: those can be built once for all of them.
+    fn built_alike<'a>(&self, union: &BTreeSet<&'a str>) -> BTreeSet<&'a str> {
+        union
+            .iter()
+            .copied()
+            .filter(|id| {
+                let by: Vec<usize> = (0..self.batches.len())
+                    .filter(|&b| self.selected[b].contains(*id))
+                    .collect();
+                let keys: BTreeSet<String> = by.iter().map(|&b| self.key(b, id)).collect();
+                let contexts: BTreeSet<String> = by.iter().map(|&b| self.ctx[b].key()).collect();
+                keys.len() == 1 && contexts.len() > 1
+            })
+            .collect()
+    }
+
+    /// Per batch of the plan, the batches that build its nodes now.
+    fn built_by(&self, plan: &[Batch], sel: &Selections<'_>) -> BTreeMap<String, Vec<String>> {
+        let builders = self.builders();
+        let mut out = BTreeMap::new();
+        for (o, batch) in plan.iter().enumerate() {
+            let mut ids: BTreeSet<String> = BTreeSet::new();
+            for n in &sel.selected[o] {
+                let key = pair_key(&sel.contexts[o], self.reads, &self.rebuilt, n);
+                if let Some(&r) = builders.get(&(key, n.clone())) {
+                    ids.insert(self.batches[r].id.clone());
+                }
+            }
+            out.insert(batch.id.clone(), ids.into_iter().collect());
+        }
+        out
     }
 }
 
-/// Where each selected node runs (see the module's rules).
+/// The inputs of node `id` built in context `ctx`: what it reads of the
+/// context, or (a node in `rebuilt`) the whole context.
+pub(crate) fn pair_key(
+    ctx: &Context,
+    reads: &BTreeMap<String, Reads>,
+    rebuilt: &BTreeSet<(String, String)>,
+    id: &str,
+) -> String {
+    if rebuilt.contains(&(ctx.group.clone(), id.to_string())) {
+        ctx.key()
+    } else {
+        ctx.node_key(reads.get(id))
+    }
+}
+
+/// Where each selected node runs (see the module's rules): `alike` are the
+/// nodes that can be built once for several contexts.
 fn placements<'a>(
     g: &'a Graph,
     union: &BTreeSet<&'a str>,
-    window_dependent: &BTreeSet<String>,
-    windows: bool,
+    alike: &BTreeSet<&'a str>,
 ) -> BTreeMap<&'a str, Place> {
     let mut places: BTreeMap<&str, Place> = BTreeMap::new();
-    if !windows {
-        return union.iter().map(|id| (*id, Place::Window)).collect();
-    }
     // Parents before children; a cycle cannot happen in dbt's graph, and an
     // unknown parent is simply not selected.
     for id in topo_order(g, union) {
         let n = &g.nodes[id];
-        let place = if n.is_incremental() || window_dependent.contains(id) {
-            Place::Window
-        } else {
+        let place = if alike.contains(id) {
             let upstream = selected_parents(g, n, union)
                 .filter_map(|p| places.get(p).copied())
                 .max()
@@ -184,6 +294,8 @@ fn placements<'a>(
                 (true, _) => Place::After,
                 (false, p) => p,
             }
+        } else {
+            Place::Window
         };
         places.insert(id, place);
     }
@@ -262,8 +374,21 @@ fn topo_order<'a>(g: &'a Graph, union: &BTreeSet<&'a str>) -> Vec<&'a str> {
     out
 }
 
-fn short(id: &str) -> &str {
-    id.rsplit('.').next().unwrap_or(id)
+/// A node's name for people: the last part of its id, but a test's name, not
+/// the hash dbt ends its id with.
+pub(crate) fn short(id: &str) -> &str {
+    let mut parts = id.rsplit('.');
+    let last = parts.next().unwrap_or(id);
+    match parts.next() {
+        Some(name)
+            if id.starts_with("test.")
+                && last.len() == 10
+                && last.bytes().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            name
+        }
+        _ => last,
+    }
 }
 
 fn names(ids: &BTreeSet<String>) -> String {
@@ -277,8 +402,15 @@ fn names(ids: &BTreeSet<String>) -> String {
     s
 }
 
+mod claims;
+mod groups;
 mod placement;
-mod same_window;
+#[cfg(test)]
+mod property;
+mod verify;
+
+pub(crate) use groups::{Groups, resolve};
+pub(crate) use verify::verify;
 
 #[cfg(test)]
 mod tests;

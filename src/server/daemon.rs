@@ -147,15 +147,8 @@ pub(crate) fn serve() -> color_eyre::Result<i32> {
     let mut prepared = start::prepare(&args)?;
     let state_dir = prepared.state.root.clone();
     crate::entry::runtime()?.block_on(async move {
-        if let Some(sig) =
-            crate::entry::until_signal("resolving the plan", prepared.resolve()).await?
-        {
-            return Ok(exit::SIGNAL_BASE + sig);
-        }
-        if let Some(sig) =
-            crate::entry::until_signal("preparing dbt", prepared.choose_mode()).await?
-        {
-            return Ok(exit::SIGNAL_BASE + sig);
+        if let Some(code) = prepared.ready().await? {
+            return Ok(code);
         }
         let handle = start::start(prepared, true)?;
         let opts = ServeOptions {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod demo;
+pub mod fixture;
 pub mod postgres;
 pub mod running;
 pub mod tmux;

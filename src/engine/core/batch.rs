@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::dbt::argv::AttemptKind;
+use crate::dbt::argv::{AttemptKind, ListedNode};
 use crate::dbt::events::{NodeRef, Position};
 use crate::dbt::run_results::MergedResults;
 use crate::engine::history::{AttemptCommand, PastAttempt};
@@ -39,6 +39,14 @@ pub(crate) struct AttemptRecord {
     /// False for an attempt a resumed journal only counts, with no record of
     /// its own: it has nothing to show in the history.
     pub on_record: bool,
+    /// Dispatched, and waiting for the `dbt ls` that says what is left to run.
+    pub awaiting_list: bool,
+    /// Nodes it leaves out because they committed in earlier attempts.
+    pub left_out: u32,
+    /// Nodes its own run_results.json lists.
+    pub result_count: usize,
+    /// It selected no node at all, and that is not allowed (`--allow-empty`).
+    pub empty_selection: Option<String>,
 }
 
 impl AttemptRecord {
@@ -62,6 +70,10 @@ impl AttemptRecord {
             command: None,
             outcome: AttemptOutcome::Running,
             on_record: true,
+            awaiting_list: false,
+            left_out: 0,
+            result_count: 0,
+            empty_selection: None,
         }
     }
 
@@ -100,6 +112,17 @@ pub(crate) struct BatchState {
     pub splitting: bool,
     /// Batches (indices) that must succeed before this one starts.
     pub after: Vec<usize>,
+    /// Only nodes that ended for good in this attempt or later count as
+    /// committed (a deliberate rerun starts the count again).
+    pub committed_since: u32,
+    /// Every node the batch selects, once a `dbt ls` said (for leaving out what
+    /// committed).
+    pub listed: Option<Vec<ListedNode>>,
+    /// Why what earlier attempts committed is unknown: said once, when it next runs.
+    pub unknown_committed: Option<String>,
+    /// A split part whose one model committed in the parent's attempts: only
+    /// that model's tests are left, and no `dbt ls` is needed to know it.
+    pub tests_left: bool,
 }
 
 impl BatchState {
@@ -121,6 +144,10 @@ impl BatchState {
             force_full: false,
             splitting: false,
             after: Vec::new(),
+            committed_since: 1,
+            listed: None,
+            unknown_committed: None,
+            tests_left: false,
         }
     }
 
@@ -168,6 +195,7 @@ impl BatchState {
         self.error = None;
         self.last_error_line = None;
         self.first_error_line = None;
+        self.nothing_selected = false;
         self.nodes_done = 0;
         self.nodes_total = None;
         self.executing.clear();
@@ -199,12 +227,35 @@ impl BatchState {
             rec.stopped = (last && p.stopped).then_some(StopReason::Shutdown);
             self.attempts.push(rec);
         }
+        // What the attempts' output says committed, then the last attempt's own
+        // results (which agree with its output, and say more).
+        for n in &p.committed {
+            if self
+                .results
+                .nodes
+                .get(&n.unique_id)
+                .is_none_or(|o| o.attempt <= n.attempt)
+            {
+                self.results
+                    .record(&n.unique_id, &n.status, n.attempt, n.execution_time);
+            }
+        }
         if let Some(rr) = &p.results {
             self.results.merge(rr, p.attempts);
         }
+        self.unknown_committed.clone_from(&p.unknown);
         if p.succeeded {
             self.status = BatchStatus::Succeeded;
         }
+    }
+
+    /// Unique ids of the nodes that committed in earlier attempts (since the
+    /// last deliberate rerun): a full attempt leaves them out.
+    pub fn committed(&self) -> BTreeSet<String> {
+        self.results
+            .committed_since(self.committed_since)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// The merged results say every node is done and fine. Used only to judge a

@@ -35,7 +35,7 @@ impl EngineCore {
             }
             Command::SetBudget(n) => self.set_budget(n),
             Command::MoveBatch { batch, up } => self.move_batch(batch, up),
-            Command::Shutdown { force } => self.shutdown(force),
+            Command::Shutdown { force } => self.shutdown(force, now),
             Command::EditBatch {
                 batch,
                 select,
@@ -94,6 +94,9 @@ impl EngineCore {
                     .map(|r| r.key);
                 key.map(|key| {
                     self.mark_stopped(key, StopReason::Cancel);
+                    if let Some(fx) = self.end_unlaunched(key, now) {
+                        return fx;
+                    }
                     vec![Effect::Control {
                         key,
                         ctl: AttemptCtl::Stop,
@@ -126,12 +129,16 @@ impl EngineCore {
         fx
     }
 
-    /// A succeeded batch runs again in full: dbt retry would find nothing to do.
+    /// A succeeded batch runs again in full, every node of it (the user's
+    /// deliberate rerun): dbt retry would find nothing to do.
     fn rerun(&mut self, b: usize, now: f64) -> Vec<Effect> {
         if self.batches[b].status != BatchStatus::Succeeded {
             return Vec::new();
         }
-        self.batches[b].force_full = true;
+        let st = &mut self.batches[b];
+        st.force_full = true;
+        // The user's choice: nothing it committed before is left out.
+        st.committed_since = u32::try_from(st.attempts.len()).unwrap_or(u32::MAX - 1) + 1;
         self.queue.push_back(b);
         self.wake();
         let mut fx = self.set_status(b, BatchStatus::Pending, now);
@@ -178,7 +185,19 @@ impl EngineCore {
         }
     }
 
-    fn shutdown(&mut self, force: bool) -> Vec<Effect> {
+    /// An attempt stopped while it waits for its `dbt ls` has no process to
+    /// stop: it ends now, cancelled (the list, when it comes, is dropped).
+    fn end_unlaunched(&mut self, key: AttemptKey, now: f64) -> Option<Vec<Effect>> {
+        let a = self.attempt_mut(key)?;
+        if !std::mem::take(&mut a.awaiting_list) {
+            return None;
+        }
+        let mut fx = vec![self.release(key)];
+        fx.extend(self.finish(key, None, BatchStatus::Cancelled, now));
+        Some(fx)
+    }
+
+    fn shutdown(&mut self, force: bool, now: f64) -> Vec<Effect> {
         self.shutting_down = true;
         let keys: Vec<AttemptKey> = self
             .slots
@@ -191,9 +210,10 @@ impl EngineCore {
             AttemptCtl::Stop
         };
         keys.into_iter()
-            .map(|key| {
+            .flat_map(|key| {
                 self.mark_stopped(key, StopReason::Shutdown);
-                Effect::Control { key, ctl }
+                self.end_unlaunched(key, now)
+                    .unwrap_or_else(|| vec![Effect::Control { key, ctl }])
             })
             .collect()
     }

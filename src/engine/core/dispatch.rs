@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 
 use super::batch::AttemptRecord;
 use super::{EngineCore, Running, Slot};
-use crate::dbt::argv::AttemptKind;
+use crate::dbt::argv::{self, AttemptKind, ListedNode, Narrowing};
+use crate::dbt::events::Level;
 use crate::engine::history::AttemptCommand;
-use crate::engine::messages::{BatchStatus, Event};
+use crate::engine::messages::{BatchStatus, Event, LogLine};
 use crate::engine::protocol::{AttemptKey, Effect, JournalEntry};
 
 impl EngineCore {
@@ -104,10 +105,51 @@ impl EngineCore {
                 kind,
                 worker,
             }));
+            if let Some(why) = st.unknown_committed.take() {
+                fx.push(Self::notice(
+                    Level::Warn,
+                    format!(
+                        "batch {}: {why}; what it committed is unknown, so it runs again in full",
+                        st.batch.id
+                    ),
+                ));
+            }
+            let committed = if kind == AttemptKind::Full {
+                st.committed()
+            } else {
+                // dbt retry runs only what failed or was skipped.
+                BTreeSet::new()
+            };
             // The view before the launch: a launch that cannot start the attempt
             // changes the batch again, and that change must come after this one.
             fx.push(self.batch_changed(b, now));
-            fx.push(Effect::Launch { key, worker, kind });
+            if committed.is_empty() {
+                fx.push(Effect::Launch {
+                    key,
+                    worker,
+                    kind,
+                    narrowing: None,
+                });
+            } else if self.batches[b].listed.is_some() {
+                fx.extend(self.launch_rest(key, worker, None, now));
+            } else if self.batches[b].tests_left {
+                fx.extend(self.launch_tests_only(key, worker, now));
+            } else {
+                // What is left is what the batch selects less what committed:
+                // that takes a list of what it selects.
+                if let Some(a) = self.attempt_mut(key) {
+                    a.awaiting_list = true;
+                }
+                fx.push(Self::notice(
+                    Level::Info,
+                    format!(
+                        "batch {}: {} node(s) committed in earlier attempts; listing the rest (dbt ls)",
+                        self.batches[b].batch.id,
+                        committed.len()
+                    ),
+                ));
+                fx.push(Effect::ListNodes { key });
+            }
             dispatched = true;
         }
         if dispatched {
@@ -117,6 +159,170 @@ impl EngineCore {
             fx.push(Effect::WriteSummary);
         }
         fx.extend(self.check_idle());
+        fx
+    }
+
+    /// The answer to `Effect::ListNodes`: the attempt starts with what is left,
+    /// or, when dbt ls failed, with the committed nodes excluded.
+    pub fn on_nodes_listed(
+        &mut self,
+        key: AttemptKey,
+        nodes: Result<Vec<ListedNode>, String>,
+        now: f64,
+    ) -> Vec<Effect> {
+        let waiting = self.slot_of(key).is_some()
+            && self
+                .attempt_mut(key)
+                .is_some_and(|a| std::mem::take(&mut a.awaiting_list));
+        if !waiting {
+            // Cancelled or stopped meanwhile: it already ended.
+            return Vec::new();
+        }
+        let worker = self.batches[key.batch]
+            .attempt(key.attempt)
+            .map_or(0, |a| a.worker);
+        match nodes {
+            Ok(n) => {
+                self.batches[key.batch].listed = Some(n);
+                self.launch_rest(key, worker, None, now)
+            }
+            Err(e) => self.launch_rest(key, worker, Some(&e), now),
+        }
+    }
+
+    /// Launches a full attempt without the nodes that committed earlier; when
+    /// none is left, the attempt ends at once, succeeded, with no dbt at all.
+    /// `list_failed`: why the batch's nodes could not be listed (the committed
+    /// ones are then excluded, and their tests go with them).
+    pub(super) fn launch_rest(
+        &mut self,
+        key: AttemptKey,
+        worker: usize,
+        list_failed: Option<&str>,
+        now: f64,
+    ) -> Vec<Effect> {
+        let st = &self.batches[key.batch];
+        let committed = st.committed();
+        let id = st.batch.id.clone();
+        let command = st
+            .batch
+            .own
+            .command
+            .map_or_else(|| self.cfg.command.clone(), |c| c.to_string());
+        let mut fx = Vec::new();
+        let listed = st.listed.as_ref().filter(|_| list_failed.is_none());
+        let (narrowing, left_out) = if let Some(listed) = listed {
+            let runs = |n: &&ListedNode| argv::executes(&command, &n.resource_type);
+            let left_out = listed
+                .iter()
+                .filter(runs)
+                .filter(|n| committed.contains(&n.unique_id))
+                .count();
+            let rest: Vec<String> = listed
+                .iter()
+                .filter(runs)
+                .filter(|n| !committed.contains(&n.unique_id))
+                .map(|n| argv::exact_selector(&n.fqn))
+                .collect();
+            if rest.is_empty() {
+                return self.nothing_left(key, left_out, now);
+            }
+            (Narrowing::Only(rest), left_out)
+        } else {
+            fx.push(Self::notice(
+                    Level::Warn,
+                    format!(
+                        "batch {id}: cannot list its nodes ({}); the {} that committed earlier are excluded, and the tests on them with them",
+                        list_failed.unwrap_or("no list"),
+                        committed.len()
+                    ),
+                ));
+            let without = committed
+                .iter()
+                .map(|u| argv::selector_of_unique_id(u))
+                .collect();
+            (Narrowing::Without(without), committed.len())
+        };
+        if let Some(a) = self.attempt_mut(key) {
+            a.left_out = u32::try_from(left_out).unwrap_or(u32::MAX);
+        }
+        fx.push(Effect::Emit(Event::Log {
+            batch: key.batch,
+            worker,
+            line: LogLine {
+                level: Level::Info,
+                class: None,
+                text: format!(
+                    "leaving out {left_out} node(s) that committed in earlier attempts: {}",
+                    committed.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                plain: true,
+            },
+        }));
+        fx.push(Effect::Launch {
+            key,
+            worker,
+            kind: AttemptKind::Full,
+            narrowing: Some(narrowing),
+        });
+        fx
+    }
+
+    /// A split part whose model committed: its tests run (`--resource-type
+    /// test`; a test that passed before runs again, which changes nothing), the
+    /// model does not. A command that runs no test has nothing left.
+    fn launch_tests_only(&mut self, key: AttemptKey, worker: usize, now: f64) -> Vec<Effect> {
+        let st = &self.batches[key.batch];
+        let command = st
+            .batch
+            .own
+            .command
+            .map_or_else(|| self.cfg.command.clone(), |c| c.to_string());
+        let models = st.committed().len();
+        if !argv::executes(&command, "test") {
+            return self.nothing_left(key, models, now);
+        }
+        if let Some(a) = self.attempt_mut(key) {
+            a.left_out = u32::try_from(models).unwrap_or(u32::MAX);
+        }
+        vec![
+            Effect::Emit(Event::Log {
+                batch: key.batch,
+                worker,
+                line: LogLine {
+                    level: Level::Info,
+                    class: None,
+                    text: "its model committed in the split batch's attempt: only its tests run"
+                        .into(),
+                    plain: true,
+                },
+            }),
+            Effect::Launch {
+                key,
+                worker,
+                kind: AttemptKind::Full,
+                narrowing: Some(Narrowing::TestsOnly),
+            },
+        ]
+    }
+
+    /// Every node the batch selects committed in earlier attempts: the attempt
+    /// succeeds without running dbt.
+    fn nothing_left(&mut self, key: AttemptKey, left_out: usize, now: f64) -> Vec<Effect> {
+        let id = self.batches[key.batch].batch.id.clone();
+        if let Some(a) = self.attempt_mut(key) {
+            a.left_out = u32::try_from(left_out).unwrap_or(u32::MAX);
+        }
+        let mut fx = vec![
+            self.release(key),
+            Self::notice(
+                Level::Info,
+                format!(
+                    "batch {id}: all its {left_out} node(s) committed in earlier attempts; nothing left to run"
+                ),
+            ),
+        ];
+        fx.extend(self.finish(key, None, BatchStatus::Succeeded, now));
         fx
     }
 

@@ -73,6 +73,11 @@ pub(crate) struct CoreConfig {
     pub plan: Vec<String>,
     /// Warm or cold, and why.
     pub mode: crate::engine::warm::check::ModeChoice,
+    /// A batch whose selection matches no node succeeds (`--allow-empty`)
+    /// instead of failing.
+    pub allow_empty: bool,
+    /// The run's `--selector`, to name what a batch selects.
+    pub selector: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -93,6 +93,14 @@ impl EngineCore {
                         fx.push(Self::notice(Level::Warn, format!("batch {id}: {e}")));
                     }
                 }
+                if let Some(why) = self.empty_selection(key, exit) {
+                    let st = &mut self.batches[key.batch];
+                    // Running it again selects nothing again.
+                    st.auto_retries_left = 0;
+                    if let Some(a) = st.attempt_mut(key.attempt) {
+                        a.empty_selection = Some(why);
+                    }
+                }
                 let status = self.verdict(key, exit);
                 fx.extend(self.finish(key, Some(exit), status, now));
                 fx
@@ -121,6 +129,7 @@ impl EngineCore {
         if let Some(a) = self.attempt_mut(key) {
             a.wrote_results = true;
             a.dbt_elapsed_s = rr.elapsed_time;
+            a.result_count = rr.results.len();
         }
         self.batches[key.batch].results.merge(rr, key.attempt);
     }
@@ -214,9 +223,23 @@ impl EngineCore {
             EventKind::Concurrency { nodes, .. } => st.nodes_total = Some(*nodes),
             EventKind::NodeStarted { node, pos } => st.note_node(node, *pos, false),
             EventKind::NodeFinished {
-                node, pos, status, ..
+                node,
+                pos,
+                status,
+                execution_time,
+                ..
             } => {
                 st.note_node(node, *pos, true);
+                // Committed now, whatever happens to the rest of the attempt: a
+                // later attempt must not build it again.
+                if events::is_committed(status) {
+                    st.results.record(
+                        &node.unique_id,
+                        status,
+                        key.attempt,
+                        execution_time.unwrap_or(0.0),
+                    );
+                }
                 if events::status_class(status) == StatusClass::Bad
                     && let Some(a) = st.attempt_mut(key.attempt)
                 {
@@ -236,6 +259,41 @@ impl EngineCore {
         true
     }
 
+    /// What the batch selects, as a person would name it.
+    fn selection_text(&self, b: usize) -> String {
+        let batch = &self.batches[b].batch;
+        match (
+            &batch.select,
+            batch.own.selector.as_ref().or(self.cfg.selector.as_ref()),
+        ) {
+            (Some(s), _) => s.clone(),
+            (None, Some(name)) => format!("--selector {name}"),
+            (None, None) => "*".into(),
+        }
+    }
+
+    /// A full attempt that left nothing out, exited 0 and ran no node at all:
+    /// its selection matched nothing. Unless `--allow-empty`, that is a failure
+    /// (a typo in a selector must not pass for a backfill that ran).
+    fn empty_selection(&self, key: AttemptKey, exit: ExitInfo) -> Option<String> {
+        let st = &self.batches[key.batch];
+        let a = st.attempt(key.attempt)?;
+        let ran_nothing = exit.code == Some(0)
+            && a.kind == AttemptKind::Full
+            && a.left_out == 0
+            && a.stopped.is_none()
+            && a.result_count == 0
+            && st.nodes_done == 0
+            && a.runner_problem.is_none()
+            && (a.wrote_results || st.nothing_selected || a.nothing_to_do);
+        (ran_nothing && !self.cfg.allow_empty).then(|| {
+            format!(
+                "selection '{}' matched no node (pass --allow-empty to run it anyway)",
+                self.selection_text(key.batch)
+            )
+        })
+    }
+
     /// The batch's status after an attempt exits.
     pub fn verdict(&self, key: AttemptKey, exit: ExitInfo) -> BatchStatus {
         let st = &self.batches[key.batch];
@@ -246,6 +304,7 @@ impl EngineCore {
             && !st.results.counts().has_failures()
             && a.results_problem.is_none()
             && a.runner_problem.is_none()
+            && a.empty_selection.is_none()
             && (a.wrote_results || a.event_failures == 0);
         if clean && !(a.nothing_to_do && a.kind == AttemptKind::Retry && !st.complete_enough()) {
             return BatchStatus::Succeeded;
@@ -256,7 +315,7 @@ impl EngineCore {
         BatchStatus::Failed
     }
 
-    fn finish(
+    pub(super) fn finish(
         &mut self,
         key: AttemptKey,
         exit: Option<ExitInfo>,
@@ -285,6 +344,13 @@ impl EngineCore {
             }
             (BatchStatus::Cancelled, Some(StopReason::Shutdown)) => {
                 Some("stopped when the run was stopped".into())
+            }
+            _ if st
+                .attempt(key.attempt)
+                .is_some_and(|a| a.empty_selection.is_some()) =>
+            {
+                st.attempt(key.attempt)
+                    .and_then(|a| a.empty_selection.clone())
             }
             // A broken worker is the cause, whatever dbt managed to say before.
             _ if st

@@ -36,6 +36,7 @@ impl EngineCore {
         st.batch.label = plan::label_for(st.batch.window.as_ref(), st.batch.select.as_deref());
         // Results of the old selection say nothing about the new one.
         st.results = MergedResults::default();
+        st.listed = None;
         st.force_full = true;
         st.nothing_selected = false;
         let mut fx = if st.status == BatchStatus::Pending {
@@ -126,6 +127,18 @@ impl EngineCore {
             };
             let mut part = BatchState::new(batch, self.cfg.retries);
             part.after.clone_from(&self.batches[b].after);
+            // A model that committed in the parent's attempts is not built again
+            // by its part (the part's attempts are numbered afresh: it counts
+            // from attempt 0, the parent's).
+            let parent_state = &self.batches[b];
+            if parent_state.committed().contains(&model.unique_id)
+                && let Some(o) = parent_state.results.nodes.get(&model.unique_id)
+            {
+                part.results
+                    .record(&model.unique_id, &o.status, 0, o.execution_time);
+                part.committed_since = 0;
+                part.tests_left = true;
+            }
             self.batches.push(part);
         }
         let new: Vec<usize> = (first..self.batches.len()).collect();

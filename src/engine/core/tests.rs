@@ -50,6 +50,8 @@ fn core_of(
             mode: crate::engine::warm::check::Mode::Cold,
             reason: None,
         },
+        allow_empty: false,
+        selector: None,
     };
     EngineCore::new(cfg, plan, &BTreeMap::new())
 }
@@ -88,7 +90,9 @@ fn views(c: &EngineCore, now: f64) -> Vec<crate::engine::BatchView> {
 fn launches(fx: &[Effect]) -> Vec<(AttemptKey, usize, AttemptKind)> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::Launch { key, worker, kind } => Some((*key, *worker, *kind)),
+            Effect::Launch {
+                key, worker, kind, ..
+            } => Some((*key, *worker, *kind)),
             _ => None,
         })
         .collect()
@@ -391,13 +395,16 @@ fn cancel_running_and_pending() {
     )));
     // Batch 1 starts; batch 2 stays cancelled.
     assert_eq!(launches(&fx)[0].0.batch, 1);
-    // A cancelled batch can be retried by hand, and runs in full.
+    // A cancelled batch can be retried by hand, and runs in full, less what
+    // committed before the cancel (listed first).
     c.on_attempt(
         exited(key(1, 1), 0, Ok(rr("j", &[("model.a", "success")]))),
         3.0,
     );
     let fx = c.on_command(Command::Retry(0), 4.0);
-    assert_eq!(launches(&fx), vec![(key(0, 2), 1, AttemptKind::Full)]);
+    assert!(launches(&fx).is_empty(), "{fx:?}");
+    assert!(fx.contains(&Effect::ListNodes { key: key(0, 2) }));
+    assert_eq!(c.batches[0].attempt(2).unwrap().kind, AttemptKind::Full);
 }
 
 #[test]
@@ -525,8 +532,12 @@ fn nothing_selected_is_flagged() {
     assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Log { line, .. }) if line.text.starts_with("NOTHING SELECTED"))));
     c.on_attempt(exited(l[0].0, 0, Ok(rr("i", &[]))), 1.0);
     let v = c.view(0, 1.0);
-    assert_eq!(v.status, BatchStatus::Succeeded);
+    assert_eq!(v.status, BatchStatus::Failed, "nothing faked: no node ran");
     assert!(v.nothing_selected);
+    assert_eq!(
+        v.error.as_deref(),
+        Some("selection '*' matched no node (pass --allow-empty to run it anyway)")
+    );
 }
 
 #[test]
@@ -682,6 +693,7 @@ fn resumed_failed_batch_continues_with_dbt_retry_and_numbering() {
             stopped: false,
             spent_s: 12.5,
             history: Vec::new(),
+            ..Prior::default()
         },
     )]
     .into();
@@ -697,7 +709,13 @@ fn resumed_failed_batch_continues_with_dbt_retry_and_numbering() {
     let mut p = prior.clone();
     p.get_mut("b0").unwrap().stopped = true;
     let mut c = EngineCore::new(cfg, batches(1), &p);
-    assert_eq!(launches(&c.start(0.0))[0].2, AttemptKind::Full);
+    let fx = c.start(0.0);
+    assert!(
+        launches(&fx).is_empty(),
+        "model.a committed: the rest is listed"
+    );
+    assert!(fx.contains(&Effect::ListNodes { key: key(0, 3) }));
+    assert_eq!(c.batches[0].attempt(3).unwrap().kind, AttemptKind::Full);
 }
 
 #[test]
@@ -1318,6 +1336,8 @@ fn a_resumed_batch_shows_its_journal_history() {
             argv: vec!["/bin/dbt".into(), c.into()],
             env: BTreeMap::new(),
         }),
+        fp: None,
+        spawned: true,
     };
     let prior: BTreeMap<String, Prior> = [(
         "b0".to_string(),
@@ -1372,4 +1392,453 @@ fn a_resumed_batch_shows_its_journal_history() {
     let v = c.view(0, 0.0);
     assert!(v.history.is_empty());
     assert_eq!(v.duration_s, 3.0);
+}
+
+// ---- exactly once: what committed in earlier attempts is not built again ----
+
+/// dbt's JSON line for a node's end, as `--log-format json` prints it.
+fn node_line(unique_id: &str, resource_type: &str, status: &str) -> OutputLine {
+    let name = unique_id.split('.').nth(2).unwrap_or_default();
+    let event = match resource_type {
+        "test" => "LogTestResult",
+        _ => "LogModelResult",
+    };
+    let text = format!(
+        r#"{{"info":{{"name":"{event}","level":"info","msg":"m","invocation_id":"inv"}},"data":{{"status":"{status}","node_info":{{"unique_id":"{unique_id}","node_name":"{name}","resource_type":"{resource_type}","node_status":"{status}"}}}}}}"#
+    );
+    OutputLine {
+        stderr: false,
+        event: crate::dbt::events::parse_line(&text),
+        text,
+    }
+}
+
+fn listed(nodes: &[(&str, &str, &[&str])]) -> Vec<crate::dbt::argv::ListedNode> {
+    nodes
+        .iter()
+        .map(|(id, rt, fqn)| crate::dbt::argv::ListedNode {
+            unique_id: (*id).into(),
+            resource_type: (*rt).into(),
+            fqn: fqn.iter().map(|p| (*p).to_string()).collect(),
+        })
+        .collect()
+}
+
+/// model.p.a (in a dir `a`, with model.p.a_child under it), its test, and model.p.b.
+fn project_nodes() -> Vec<crate::dbt::argv::ListedNode> {
+    listed(&[
+        ("model.p.a", "model", &["p", "a"]),
+        ("model.p.inner", "model", &["p", "a", "inner"]),
+        ("test.p.not_null_a_id.1234", "test", &["p", "not_null_a_id"]),
+        ("model.p.b", "model", &["p", "b"]),
+        ("source.p.raw.t", "source", &["p", "raw", "t"]),
+    ])
+}
+
+fn narrowing_of(fx: &[Effect]) -> Option<Option<crate::dbt::argv::Narrowing>> {
+    fx.iter().find_map(|e| match e {
+        Effect::Launch { narrowing, .. } => Some(narrowing.clone()),
+        _ => None,
+    })
+}
+
+fn signalled(key: AttemptKey, signal: i32) -> AttemptReport {
+    AttemptReport::Exited {
+        key,
+        exit: ExitInfo {
+            code: None,
+            signal: Some(signal),
+        },
+        results: Err(ReadError::Missing),
+        group_clean: true,
+        broken: None,
+    }
+}
+
+#[test]
+fn a_node_that_committed_before_an_interrupt_is_left_out_of_the_next_attempt() {
+    use crate::dbt::argv::Narrowing;
+    let mut c = core(1, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    // model.a commits; its slow test is running when the run is cancelled; dbt
+    // dies on SIGTERM and writes no run_results.json.
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.b", "model", "error"),
+        },
+        1.1,
+    );
+    assert_eq!(
+        c.batches[0].committed(),
+        BTreeSet::from(["model.p.a".to_string()])
+    );
+    c.on_command(Command::Cancel(0), 2.0);
+    c.on_attempt(signalled(k1, 15), 3.0);
+    assert_eq!(c.batches[0].status, BatchStatus::Cancelled);
+    assert_eq!(
+        c.view(0, 3.0).counts.success,
+        1,
+        "what committed is counted"
+    );
+
+    // Retried: no dbt retry (it would skip what never ran); a full attempt,
+    // after a list of what the batch selects.
+    let fx = c.on_command(Command::Retry(0), 4.0);
+    let k2 = key(0, 2);
+    assert!(launches(&fx).is_empty());
+    assert!(fx.contains(&Effect::ListNodes { key: k2 }));
+    assert_eq!(c.budget_in_use(), 1, "the slot is held while it lists");
+    let fx = c.on_nodes_listed(k2, Ok(project_nodes()), 5.0);
+    assert_eq!(launches(&fx), vec![(k2, 1, AttemptKind::Full)]);
+    // The rest, each node exactly (model.p.inner is not taken for model.p.a's
+    // prefix), the test of the committed model kept, the source not selected.
+    assert_eq!(
+        narrowing_of(&fx),
+        Some(Some(Narrowing::Only(vec![
+            "fqn:p.a.inne[r]".into(),
+            "fqn:p.not_null_a_i[d]".into(),
+            "fqn:p.[b]".into(),
+        ])))
+    );
+    assert_eq!(c.batches[0].attempt(2).unwrap().left_out, 1);
+    // The rest succeeds: the batch does, model.a counted as attempt 1's.
+    c.on_attempt(
+        exited(
+            k2,
+            0,
+            Ok(rr(
+                "i2",
+                &[
+                    ("model.p.inner", "success"),
+                    ("test.p.not_null_a_id.1234", "pass"),
+                    ("model.p.b", "success"),
+                ],
+            )),
+        ),
+        6.0,
+    );
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+    let n = &c.batches[0].results.nodes;
+    assert_eq!(
+        (n["model.p.a"].status.as_str(), n["model.p.a"].attempt),
+        ("success", 1)
+    );
+    assert_eq!(
+        (n["model.p.b"].status.as_str(), n["model.p.b"].attempt),
+        ("success", 2)
+    );
+    let s = crate::engine::summary::Summary::of(&c, "t", true, 7.0);
+    assert_eq!(
+        (s.batches[0].nodes.success, s.batches[0].nodes.pass),
+        (3, 1)
+    );
+}
+
+#[test]
+fn a_later_interrupt_keeps_the_list_and_adds_what_committed_since() {
+    use crate::dbt::argv::Narrowing;
+    let mut c = core(1, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_command(Command::Cancel(0), 2.0);
+    c.on_attempt(signalled(k1, 9), 3.0);
+    c.on_command(Command::Retry(0), 4.0);
+    let k2 = key(0, 2);
+    c.on_nodes_listed(k2, Ok(project_nodes()), 5.0);
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k2,
+            line: node_line("model.p.inner", "model", "success"),
+        },
+        6.0,
+    );
+    c.on_command(Command::Cancel(0), 7.0);
+    c.on_attempt(signalled(k2, 15), 8.0);
+    // The third attempt needs no new list: the batch's nodes are known.
+    let fx = c.on_command(Command::Retry(0), 9.0);
+    assert_eq!(
+        narrowing_of(&fx),
+        Some(Some(Narrowing::Only(vec![
+            "fqn:p.not_null_a_i[d]".into(),
+            "fqn:p.[b]".into()
+        ])))
+    );
+}
+
+#[test]
+fn a_resumed_batch_leaves_out_what_its_attempts_output_says_committed() {
+    use crate::dbt::argv::Narrowing;
+    let cfg = core(1, 1, 1, 1, 0).cfg;
+    // A supervisor killed with -9: attempt 1 has no end on record and no
+    // results; its captured output said model.p.a committed.
+    let prior: BTreeMap<String, Prior> = [(
+        "b0".to_string(),
+        Prior {
+            attempts: 1,
+            stopped: true,
+            committed: vec![crate::engine::protocol::PriorNode {
+                unique_id: "model.p.a".into(),
+                status: "success".into(),
+                attempt: 1,
+                execution_time: 0.5,
+            }],
+            ..Prior::default()
+        },
+    )]
+    .into();
+    let mut c = EngineCore::new(cfg, batches(1), &prior);
+    assert_eq!(c.view(0, 0.0).counts.success, 1);
+    let fx = c.start(0.0);
+    assert!(fx.contains(&Effect::ListNodes { key: key(0, 2) }));
+    let fx = c.on_nodes_listed(key(0, 2), Ok(project_nodes()), 1.0);
+    let Some(Some(Narrowing::Only(rest))) = narrowing_of(&fx) else {
+        panic!("no narrowed launch in {fx:?}");
+    };
+    assert!(!rest.contains(&"fqn:p.[a]".to_string()), "{rest:?}");
+    assert_eq!(rest.len(), 3);
+}
+
+#[test]
+fn a_batch_whose_every_node_committed_succeeds_without_running_dbt() {
+    let mut c = core(2, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("test.p.t.1", "test", "pass"),
+        },
+        1.5,
+    );
+    c.on_command(Command::Cancel(0), 2.0);
+    c.on_attempt(signalled(k1, 15), 3.0);
+    // Batch 1 ran meanwhile.
+    c.on_attempt(
+        exited(key(1, 1), 0, Ok(rr("j", &[("model.p.z", "success")]))),
+        3.5,
+    );
+    c.on_command(Command::Retry(0), 4.0);
+    let fx = c.on_nodes_listed(
+        key(0, 2),
+        Ok(listed(&[
+            ("model.p.a", "model", &["p", "a"]),
+            ("test.p.t.1", "test", &["p", "t"]),
+        ])),
+        5.0,
+    );
+    assert!(launches(&fx).is_empty(), "no dbt for nothing: {fx:?}");
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+    assert_eq!(
+        c.batches[0].attempt(2).unwrap().outcome,
+        AttemptOutcome::Succeeded
+    );
+    assert_eq!(c.budget_in_use(), 0);
+    assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Notice { text, .. }) if text.contains("nothing left to run"))));
+}
+
+#[test]
+fn a_deliberate_rerun_of_a_succeeded_batch_runs_every_node() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_attempt(exited(k1, 0, Ok(rr("i", &[("model.p.a", "success")]))), 2.0);
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+    let fx = c.on_command(Command::Rerun(0), 3.0);
+    assert_eq!(launches(&fx), vec![(key(0, 2), 1, AttemptKind::Full)]);
+    assert_eq!(narrowing_of(&fx), Some(None), "nothing left out");
+    // Interrupted before it got to model.a: a resume would build it again too.
+    c.on_command(Command::Cancel(0), 4.0);
+    c.on_attempt(signalled(key(0, 2), 15), 5.0);
+    let fx = c.on_command(Command::Retry(0), 6.0);
+    assert_eq!(narrowing_of(&fx), Some(None));
+}
+
+#[test]
+fn when_dbt_ls_fails_the_committed_nodes_are_excluded_and_it_says_so() {
+    use crate::dbt::argv::Narrowing;
+    let mut c = core(1, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_command(Command::Cancel(0), 2.0);
+    c.on_attempt(signalled(k1, 15), 3.0);
+    c.on_command(Command::Retry(0), 4.0);
+    let fx = c.on_nodes_listed(key(0, 2), Err("profile not found".into()), 5.0);
+    assert_eq!(
+        narrowing_of(&fx),
+        Some(Some(Narrowing::Without(vec![
+            "package:p,resource_type:model,fqn:a".into()
+        ])))
+    );
+    assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Notice { text, .. }) if text.contains("profile not found") && text.contains("tests"))));
+}
+
+#[test]
+fn a_cancel_while_it_lists_ends_the_attempt_at_once() {
+    let mut c = core(1, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_command(Command::Cancel(0), 2.0);
+    c.on_attempt(signalled(k1, 15), 3.0);
+    c.on_command(Command::Retry(0), 4.0);
+    let fx = c.on_command(Command::Cancel(0), 4.5);
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::Control { .. })),
+        "no process to signal"
+    );
+    assert_eq!(c.batches[0].status, BatchStatus::Cancelled);
+    assert_eq!(c.budget_in_use(), 0);
+    // The list that comes afterwards starts nothing.
+    let fx = c.on_nodes_listed(key(0, 2), Ok(project_nodes()), 5.0);
+    assert!(fx.is_empty());
+}
+
+#[test]
+fn an_unknown_past_is_said_before_the_batch_reruns_in_full() {
+    let cfg = core(1, 1, 1, 1, 0).cfg;
+    let prior: BTreeMap<String, Prior> = [(
+        "b0".to_string(),
+        Prior {
+            attempts: 1,
+            stopped: true,
+            unknown: Some(
+                "the output of its attempt 1 (/s/attempt-1.stdout.log) cannot be read".into(),
+            ),
+            ..Prior::default()
+        },
+    )]
+    .into();
+    let mut c = EngineCore::new(cfg, batches(1), &prior);
+    let fx = c.start(0.0);
+    let notice = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Emit(Event::Notice { level: Level::Warn, text }) if text.starts_with("batch b0: the output of its attempt 1") && text.ends_with("it runs again in full")))
+        .expect("a notice naming the batch");
+    let launch = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Launch { .. }))
+        .unwrap();
+    assert!(notice < launch);
+    assert_eq!(narrowing_of(&fx), Some(None));
+}
+
+#[test]
+fn an_empty_selection_fails_unless_allowed() {
+    let mut plan = batches(1);
+    plan[0].select = Some("does_not_exist".into());
+    let mut c = core_of(plan.clone(), 1, 1, 1, 2);
+    let k = launches(&c.start(0.0))[0].0;
+    let fx = c.on_attempt(exited(k, 0, Ok(rr("i", &[]))), 1.0);
+    assert_eq!(c.batches[0].status, BatchStatus::Failed);
+    assert!(
+        launches(&fx).is_empty(),
+        "no auto retry: it would select nothing again"
+    );
+    assert_eq!(
+        c.batches[0].error.as_deref(),
+        Some("selection 'does_not_exist' matched no node (pass --allow-empty to run it anyway)")
+    );
+    // With --allow-empty it is what it was: a success that ran nothing.
+    let mut c = core_of(plan, 1, 1, 1, 0);
+    c.cfg.allow_empty = true;
+    let k = launches(&c.start(0.0))[0].0;
+    c.on_attempt(exited(k, 0, Ok(rr("i", &[]))), 1.0);
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+    // A dbt retry with nothing to do is not an empty selection.
+    let mut c = core(1, 1, 1, 1, 0);
+    let k = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        exited(
+            k,
+            1,
+            Ok(rr("i", &[("model.a", "success"), ("model.b", "error")])),
+        ),
+        1.0,
+    );
+    let fx = c.on_command(Command::Retry(0), 2.0);
+    assert_eq!(launches(&fx)[0].2, AttemptKind::Retry);
+    c.on_attempt(
+        exited(key(0, 2), 0, Ok(rr("j", &[("model.b", "success")]))),
+        3.0,
+    );
+    assert_eq!(c.batches[0].status, BatchStatus::Succeeded);
+}
+
+#[test]
+fn a_split_part_whose_model_committed_runs_only_its_tests_without_listing() {
+    let mut c = core(1, 4, 1, 4, 0);
+    let l = launches(&c.start(0.0));
+    c.on_attempt(
+        exited(
+            l[0].0,
+            1,
+            Ok(rr(
+                "i",
+                &[("model.p.dim", "success"), ("model.p.stg", "error")],
+            )),
+        ),
+        1.0,
+    );
+    c.on_command(Command::SplitBatch(0), 2.0);
+    let fx = c.on_listed(
+        0,
+        Ok(vec![
+            lm_reading("dim", None, &[]),
+            lm_reading("stg", None, &[]),
+        ]),
+        3.0,
+    );
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::ListNodes { .. })),
+        "no dbt ls per part: {fx:?}"
+    );
+    let narrowed: Vec<(usize, Option<crate::dbt::argv::Narrowing>)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Launch { key, narrowing, .. } => Some((key.batch, narrowing.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        narrowed,
+        [(1, Some(crate::dbt::argv::Narrowing::TestsOnly)), (2, None)],
+        "dim committed: only its tests; stg did not: all of it"
+    );
 }

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::cli::DbtCommand;
 use crate::dbt::events::{DbtEvent, EventKind, NodeRef, Position};
 use crate::dbt::run_results::{Metadata, ReadError, RunResults};
 use crate::engine::protocol::{ExitInfo, OutputLine};
 use crate::engine::{BatchStatus, SummaryStatus};
+use crate::plan::DbtCommand;
 use crate::plan::{PlanSpec, Step};
 
 /// An attempt the fake launcher was asked for; the test plays the child.
@@ -25,8 +25,8 @@ impl Launched {
         self.reports.send(m).await.unwrap();
     }
 
-    /// Exits with `code`; a clean exit wrote an (empty) run_results.json, as
-    /// dbt does.
+    /// Exits with `code`; a clean exit wrote a run_results.json of one model,
+    /// as dbt does (one of no node at all is an empty selection: a failure).
     async fn exit(&self, code: i32) {
         let results = if code == 0 {
             Ok(RunResults {
@@ -37,7 +37,14 @@ impl Launched {
                     ),
                     dbt_version: None,
                 },
-                results: Vec::new(),
+                results: vec![crate::dbt::run_results::NodeResult {
+                    unique_id: "model.p.a".into(),
+                    status: "success".into(),
+                    execution_time: 0.05,
+                    message: None,
+                    failures: None,
+                    relation_name: None,
+                }],
                 elapsed_time: 0.1,
             })
         } else {
@@ -99,8 +106,9 @@ fn settings(dir: &std::path::Path, workers: usize, threads: u32, budget: u32) ->
             start_var: "start_date".into(),
             end_var: "end_date".into(),
             base_vars: Default::default(),
-            window_as: crate::cli::WindowAs::Vars,
+            window_as: crate::plan::WindowAs::Vars,
         },
+        allow_empty: false,
     }
 }
 

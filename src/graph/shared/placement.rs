@@ -1,4 +1,4 @@
-//! Rules 1, 2, 3 and 5: the run-once batches, the order of windows that write
+//! Rules 1, 2, 3 and 5: the run-once batches, the batches merged into others, the order of windows that write
 //! one relation, the locks, and what each batch leaves out; and the decisions
 //! that say so.
 
@@ -23,7 +23,12 @@ impl Work<'_> {
     }
 
     pub(super) fn free_id(&self, want: &str) -> String {
-        let taken: BTreeSet<&str> = self.batches.iter().map(|b| b.id.as_str()).collect();
+        let taken: BTreeSet<&str> = self
+            .batches
+            .iter()
+            .map(|b| b.id.as_str())
+            .chain(self.taken.iter().map(String::as_str))
+            .collect();
         let mut id = want.to_string();
         let mut n = 2;
         while taken.contains(id.as_str()) {
@@ -33,79 +38,107 @@ impl Work<'_> {
         id
     }
 
-    /// Rule 1: the run-once batches, first and last in the plan.
+    /// Rule 1: the run-once batches, first and last in the plan. Each takes the
+    /// context of the first batch that selects its nodes (every batch that
+    /// selects them builds them alike, so any would do); nodes whose first
+    /// batches differ in context go to run-once batches of their own.
     pub(super) fn add_shared(&mut self, before: &BTreeSet<String>, after: &BTreeSet<String>) {
-        // The run-once nodes do not depend on the window; they still get the
-        // first window's vars, as dbt ls resolved them.
-        let vars = self
-            .batches
-            .first()
-            .map(|b| b.vars.clone())
-            .unwrap_or_default();
-        let once = |id: String, label: &str, nodes: &BTreeSet<String>, g: &Graph| Batch {
-            id,
-            label: label.to_string(),
-            select: Some(
-                nodes
-                    .iter()
-                    .filter_map(|n| g.nodes.get(n).map(Node::selector))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            // Exactly the nodes listed: no test pulled in by a listed parent.
-            indirect_selection: Some("empty".into()),
-            vars: vars.clone(),
-            ..Batch::default()
+        let by_context = |w: &Work<'_>, nodes: &BTreeSet<String>| {
+            let mut out: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
+            for n in nodes {
+                let Some(first) = (0..w.batches.len()).find(|&b| w.selected[b].contains(n)) else {
+                    continue;
+                };
+                out.entry(w.ctx[first].key())
+                    .or_insert_with(|| (first, BTreeSet::new()))
+                    .1
+                    .insert(n.clone());
+            }
+            let mut v: Vec<(usize, BTreeSet<String>)> = out.into_values().collect();
+            v.sort_by_key(|(b, _)| *b);
+            v
         };
-        if !after.is_empty() {
+        let once =
+            |w: &Work<'_>, id: String, label: &str, from: usize, nodes: &BTreeSet<String>| {
+                let like = &w.batches[from];
+                Batch {
+                    id,
+                    label: label.to_string(),
+                    select: Some(
+                        nodes
+                            .iter()
+                            .filter_map(|n| w.graph.nodes.get(n).map(Node::selector))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    // Exactly the nodes listed: no test pulled in by a listed parent.
+                    indirect_selection: Some("empty".into()),
+                    window: like.window,
+                    vars: like.vars.clone(),
+                    own: crate::plan::BatchOptions {
+                        exclude: None,
+                        selector: None,
+                        ..like.own.clone()
+                    },
+                    ..Batch::default()
+                }
+            };
+        for (from, nodes) in by_context(self, after) {
             let id = self.free_id(SHARED_AFTER);
             let users: Vec<String> = (0..self.batches.len())
-                .filter(|&b| !self.selected[b].is_disjoint(after))
+                .filter(|&b| !self.selected[b].is_disjoint(&nodes))
                 .map(|b| self.batches[b].id.clone())
                 .collect();
-            let mut batch = once(id.clone(), "shared, after the windows", after, self.graph);
+            let mut batch = once(self, id.clone(), "shared, after the windows", from, &nodes);
             batch.after.clone_from(&users);
             self.decide(
                 DecisionKind::RunAfter,
                 format!(
-                    "{} read what the windows build: built once in {id}, after the windows",
-                    names(after)
+                    "{} read what the other batches build: built once in {id}, after them",
+                    names(&nodes)
                 ),
                 std::iter::once(id).chain(users).collect(),
-                after.iter().cloned().collect(),
+                nodes.iter().cloned().collect(),
             );
             self.once.insert(batch.id.clone());
+            let ctx = self.ctx[from].clone();
             self.batches.push(batch);
-            self.selected.push(after.clone());
-            self.keep.push(after.clone());
+            self.ctx.push(ctx);
+            self.selected.push(nodes.clone());
+            self.keep.push(nodes);
+            self.adds.push(BTreeSet::new());
         }
-        if !before.is_empty() {
+        for (at, (from, nodes)) in by_context(self, before).into_iter().enumerate() {
+            let from = from + at; // earlier run-once batches went in front of it
             let id = self.free_id(SHARED);
             let users: Vec<String> = (0..self.batches.len())
-                .filter(|&b| !self.selected[b].is_disjoint(before))
+                .filter(|&b| !self.selected[b].is_disjoint(&nodes))
                 .map(|b| self.batches[b].id.clone())
                 .collect();
             self.decide(
                 DecisionKind::RunOnce,
                 format!(
-                    "{} do not depend on the window: built once in {id}, before the windows, which leave them out",
-                    names(before)
+                    "{} are built alike by every batch that selects them: built once in {id}, \
+                     before those batches, which leave them out",
+                    names(&nodes)
                 ),
                 std::iter::once(id.clone()).chain(users).collect(),
-                before.iter().cloned().collect(),
+                nodes.iter().cloned().collect(),
             );
             self.once.insert(id.clone());
-            self.batches.insert(
-                0,
-                once(id, "shared, before the windows", before, self.graph),
-            );
-            self.selected.insert(0, before.clone());
-            self.keep.insert(0, before.clone());
+            let batch = once(self, id, "shared, before the windows", from, &nodes);
+            let ctx = self.ctx[from].clone();
+            self.batches.insert(at, batch);
+            self.ctx.insert(at, ctx);
+            self.selected.insert(at, nodes.clone());
+            self.keep.insert(at, nodes);
+            self.adds.insert(at, BTreeSet::new());
         }
     }
 
-    /// A batch left with nothing to run (everything moved to a run-once batch,
-    /// or run by an earlier batch) is dropped.
+    /// A batch left with nothing to run (everything it selects is built alike
+    /// by others) is merged into those batches: it does not run, and whoever
+    /// waited on it waits on them.
     pub(super) fn drop_empty(&mut self) {
         let empty: Vec<usize> = (0..self.batches.len())
             .filter(|&b| self.keep[b].is_empty() && !self.selected[b].is_empty())
@@ -113,23 +146,51 @@ impl Work<'_> {
         if empty.is_empty() {
             return;
         }
-        let ids: Vec<String> = empty.iter().map(|&b| self.batches[b].id.clone()).collect();
-        self.decide(
-            DecisionKind::Dropped,
-            format!(
-                "{} left nothing to run (other batches build all it selects): not run",
-                ids.join(", ")
-            ),
-            ids.clone(),
-            Vec::new(),
-        );
+        let builders = self.builders();
+        let mut into: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for &b in &empty {
+            let mut ids: BTreeSet<String> = BTreeSet::new();
+            for n in &self.selected[b] {
+                if let Some(&r) = builders.get(&(self.key(b, n), n.clone())) {
+                    ids.insert(self.batches[r].id.clone());
+                }
+            }
+            let id = self.batches[b].id.clone();
+            let ids: Vec<String> = ids.into_iter().collect();
+            self.decide(
+                DecisionKind::MergedInto,
+                format!(
+                    "{id}: everything it selects is built alike by {}: merged into {}",
+                    ids.join(", "),
+                    if ids.len() == 1 { "it" } else { "them" }
+                ),
+                std::iter::once(id.clone())
+                    .chain(ids.iter().cloned())
+                    .collect(),
+                Vec::new(),
+            );
+            into.insert(id, ids);
+        }
         for b in empty.into_iter().rev() {
             self.batches.remove(b);
+            self.ctx.remove(b);
             self.selected.remove(b);
             self.keep.remove(b);
+            self.adds.remove(b);
         }
         for batch in &mut self.batches {
-            batch.after.retain(|a| !ids.contains(a));
+            let mut after: Vec<String> = Vec::new();
+            for a in std::mem::take(&mut batch.after) {
+                match into.get(&a) {
+                    Some(ids) => after.extend(ids.iter().cloned()),
+                    None => after.push(a),
+                }
+            }
+            after.sort();
+            after.dedup();
+            let own = batch.id.clone();
+            after.retain(|a| *a != own);
+            batch.after = after;
         }
     }
 
@@ -235,17 +296,28 @@ impl Work<'_> {
                 continue;
             }
             let model = short(&node).to_string();
-            self.decide(
-                DecisionKind::Serialized,
+            let windows = batches.iter().all(|id| {
+                self.batches
+                    .iter()
+                    .any(|b| b.id == *id && b.window.is_some())
+            });
+            let text = if windows {
                 format!(
                     "{model} depends on the window but is not incremental, so every window rewrites it: \
                      those {} windows run one at a time. To run them in parallel, make {model} \
                      incremental or ephemeral, or give it an alias per window",
                     batches.len()
-                ),
-                batches,
-                vec![node],
-            );
+                )
+            } else {
+                format!(
+                    "{model} is built differently by {} batches (it reads what differs between them) \
+                     but is not incremental, so each rewrites it: those batches run one at a time. \
+                     To run them in parallel, make {model} incremental or ephemeral, or give it an \
+                     alias per batch",
+                    batches.len()
+                )
+            };
+            self.decide(DecisionKind::Serialized, text, batches, vec![node]);
         }
     }
 
@@ -261,6 +333,15 @@ impl Work<'_> {
                 .collect();
             out.sort();
             self.batches[b].exclude = out;
+            // Tests placed here that its own selection does not pick.
+            let adds: Vec<String> = self.adds[b]
+                .iter()
+                .filter_map(|id| self.graph.nodes.get(id).map(Node::selector))
+                .collect();
+            if let (Some(sel), false) = (self.batches[b].select.as_mut(), adds.is_empty()) {
+                sel.push(' ');
+                sel.push_str(&adds.join(" "));
+            }
         }
     }
 }

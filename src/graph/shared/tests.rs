@@ -60,6 +60,11 @@ fn windows(n: usize, select: &str) -> Vec<Batch> {
             label: w.start.to_string(),
             select: Some(select.into()),
             window: Some(w),
+            vars: serde_json::from_value(serde_json::json!({
+                "start_date": w.start.to_string(),
+                "end_date": w.end.to_string(),
+            }))
+            .unwrap(),
             ..Batch::default()
         })
         .collect()
@@ -74,6 +79,52 @@ fn selectors(sels: &[&str]) -> Vec<Batch> {
             ..Batch::default()
         })
         .collect()
+}
+
+/// Resolves `plan` on one warehouse where the nodes in `wd` read the window's
+/// start var and no other node reads anything, and checks the invariant.
+fn run(
+    g: &Graph,
+    plan: &[Batch],
+    selected: Vec<BTreeSet<String>>,
+    wd: &BTreeSet<String>,
+) -> SharedPlan {
+    let reads: BTreeMap<String, Reads> = g
+        .nodes
+        .keys()
+        .map(|id| {
+            let r = if wd.contains(id) {
+                super::super::inputs::scan("{{ var('start_date') }}")
+            } else {
+                Reads::default()
+            };
+            (id.clone(), r)
+        })
+        .collect();
+    let sel = Selections {
+        graph: g,
+        selected,
+        contexts: plan.iter().map(|b| context("wh", &b.vars)).collect(),
+        reads: &reads,
+        threads: 4,
+        budget: 8,
+        taken: BTreeSet::new(),
+    };
+    let groups = Groups::default();
+    let out = resolve(plan, &sel, &groups).expect("resolves");
+    verify(&sel, &groups, &out).expect("the invariant holds");
+    out
+}
+
+fn context(group: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Context {
+    Context {
+        group: group.into(),
+        command: "build".into(),
+        target: None,
+        args: Vec::new(),
+        vars: vars.clone(),
+        env: BTreeMap::new(),
+    }
 }
 
 fn by_id<'a>(p: &'a SharedPlan, id: &str) -> &'a Batch {
@@ -106,26 +157,22 @@ fn table_and_view_run_once_and_the_first_window_creates_the_incremental() {
         "test.p.not_null_a",
         "test.p.not_null_daily",
     ]);
-    let out = resolve(
-        &plan,
-        &Selections {
-            graph: &g.0,
-            selected: vec![sel; 6],
-            window_dependent: &wd,
-        },
-    );
+    let out = run(&g.0, &plan, vec![sel; 6], &wd);
     assert_eq!(out.batches.len(), 7);
     let shared = &out.batches[0];
     assert_eq!(shared.id, SHARED);
     assert_eq!(
         shared.select.as_deref(),
-        Some("fqn:p.a fqn:p.b fqn:p.not_null_a")
+        Some("fqn:p.[a] fqn:p.[b] fqn:p.not_null_[a]")
     );
     assert_eq!(shared.indirect_selection.as_deref(), Some("empty"));
     assert_eq!(shared.locks, ["\"db\".\"s\".\"a\"", "\"db\".\"s\".\"b\""]);
     let first = by_id(&out, "2024-03-01");
     assert_eq!(first.after, [SHARED]);
-    assert_eq!(first.exclude, ["fqn:p.a", "fqn:p.b", "fqn:p.not_null_a"]);
+    assert_eq!(
+        first.exclude,
+        ["fqn:p.[a]", "fqn:p.[b]", "fqn:p.not_null_[a]"]
+    );
     assert!(
         first.locks.is_empty(),
         "an incremental relation takes no lock"
@@ -159,17 +206,15 @@ fn overlapping_selectors_run_each_node_once_after_what_it_reads() {
         )
         .add("model", "orders", "table", &["stg_orders", "stg_payments"]);
     let plan = selectors(&["stg_customers+", "stg_orders+", "stg_payments+"]);
-    let out = resolve(
+    let out = run(
+        &g.0,
         &plan,
-        &Selections {
-            graph: &g.0,
-            selected: vec![
-                ids(&["stg_customers", "customers"]),
-                ids(&["stg_orders", "customers", "orders"]),
-                ids(&["stg_payments", "customers", "orders"]),
-            ],
-            window_dependent: &BTreeSet::new(),
-        },
+        vec![
+            ids(&["stg_customers", "customers"]),
+            ids(&["stg_orders", "customers", "orders"]),
+            ids(&["stg_payments", "customers", "orders"]),
+        ],
+        &BTreeSet::new(),
     );
     assert_eq!(out.batches.len(), 3, "no run-once batch without windows");
     let [c, o, p] = [
@@ -178,8 +223,8 @@ fn overlapping_selectors_run_each_node_once_after_what_it_reads() {
         by_id(&out, "stg_payments"),
     ];
     assert!(c.exclude.is_empty());
-    assert_eq!(o.exclude, ["fqn:p.customers"]);
-    assert_eq!(p.exclude, ["fqn:p.customers", "fqn:p.orders"]);
+    assert_eq!(o.exclude, ["fqn:p.customer[s]"]);
+    assert_eq!(p.exclude, ["fqn:p.customer[s]", "fqn:p.order[s]"]);
     let mut c_after = c.after.clone();
     c_after.sort();
     assert_eq!(c_after, ["stg_orders", "stg_payments"]);
@@ -194,13 +239,11 @@ fn a_window_dependent_table_makes_its_windows_take_turns() {
     let mut g = G::new();
     g.add("model", "window_snapshot", "table", &[]);
     let wd = ids(&["window_snapshot"]);
-    let out = resolve(
+    let out = run(
+        &g.0,
         &windows(3, "window_snapshot"),
-        &Selections {
-            graph: &g.0,
-            selected: vec![ids(&["window_snapshot"]); 3],
-            window_dependent: &wd,
-        },
+        vec![ids(&["window_snapshot"]); 3],
+        &wd,
     );
     assert_eq!(out.batches.len(), 3);
     for b in &out.batches {
@@ -223,18 +266,11 @@ fn a_table_over_the_windows_runs_once_after_them() {
         .add("test", "not_null_summary", "test", &["summary"]);
     let wd = ids(&["daily"]);
     let sel = ids(&["daily", "summary", "test.p.not_null_summary"]);
-    let out = resolve(
-        &windows(3, "daily+"),
-        &Selections {
-            graph: &g.0,
-            selected: vec![sel; 3],
-            window_dependent: &wd,
-        },
-    );
+    let out = run(&g.0, &windows(3, "daily+"), vec![sel; 3], &wd);
     let after = by_id(&out, SHARED_AFTER);
     assert_eq!(
         after.select.as_deref(),
-        Some("fqn:p.summary fqn:p.not_null_summary")
+        Some("fqn:p.summar[y] fqn:p.not_null_summar[y]")
     );
     let mut waits = after.after.clone();
     waits.sort();
@@ -242,7 +278,7 @@ fn a_table_over_the_windows_runs_once_after_them() {
     assert!(
         by_id(&out, "2024-03-02")
             .exclude
-            .contains(&"fqn:p.summary".to_string())
+            .contains(&"fqn:p.summar[y]".to_string())
     );
     assert!(kinds(&out).contains(&DecisionKind::RunAfter));
 }
@@ -254,13 +290,11 @@ fn a_table_the_windows_read_stays_in_them_and_they_take_turns() {
         .add("model", "rollup", "table", &["daily"])
         .add("model", "daily2", "incremental", &["rollup"]);
     let wd = ids(&["daily", "daily2"]);
-    let out = resolve(
+    let out = run(
+        &g.0,
         &windows(2, "daily+"),
-        &Selections {
-            graph: &g.0,
-            selected: vec![ids(&["daily", "rollup", "daily2"]); 2],
-            window_dependent: &wd,
-        },
+        vec![ids(&["daily", "rollup", "daily2"]); 2],
+        &wd,
     );
     assert_eq!(out.batches.len(), 2, "nothing can run once here");
     assert_eq!(out.batches[1].locks, ["\"db\".\"s\".\"rollup\""]);
@@ -274,13 +308,11 @@ fn batches_that_read_each_other_are_merged() {
     g.add("model", "z", "table", &[])
         .add("model", "y", "table", &["z"])
         .add("model", "x", "table", &["y"]);
-    let out = resolve(
+    let out = run(
+        &g.0,
         &selectors(&["x z", "y"]),
-        &Selections {
-            graph: &g.0,
-            selected: vec![ids(&["x", "z"]), ids(&["y"])],
-            window_dependent: &BTreeSet::new(),
-        },
+        vec![ids(&["x", "z"]), ids(&["y"])],
+        &BTreeSet::new(),
     );
     assert_eq!(out.batches.len(), 1);
     assert_eq!(out.batches[0].select.as_deref(), Some("x z y"));
@@ -289,18 +321,24 @@ fn batches_that_read_each_other_are_merged() {
 }
 
 #[test]
-fn windows_with_nothing_left_are_dropped() {
+fn windows_with_nothing_left_are_merged_into_the_batch_that_builds_it() {
     let mut g = G::new();
     g.add("model", "a", "table", &[]);
-    let out = resolve(
+    let out = run(
+        &g.0,
         &windows(3, "a"),
-        &Selections {
-            graph: &g.0,
-            selected: vec![ids(&["a"]); 3],
-            window_dependent: &BTreeSet::new(),
-        },
+        vec![ids(&["a"]); 3],
+        &BTreeSet::new(),
     );
     assert_eq!(out.batches.len(), 1);
     assert_eq!(out.batches[0].id, SHARED);
-    assert_eq!(kinds(&out), [DecisionKind::RunOnce, DecisionKind::Dropped]);
+    assert_eq!(
+        kinds(&out),
+        [
+            DecisionKind::RunOnce,
+            DecisionKind::MergedInto,
+            DecisionKind::MergedInto,
+            DecisionKind::MergedInto
+        ]
+    );
 }

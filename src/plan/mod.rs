@@ -16,6 +16,11 @@ use serde_json::{Map, Value};
 use crate::error::{UsageError, UsageResult};
 use crate::usage;
 
+pub(crate) mod file;
+mod words;
+
+pub(crate) use words::{DbtCommand, WindowAs};
+
 /// A window length for `--step`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Step {
@@ -170,7 +175,7 @@ pub struct BatchOptions {
     /// Instead of the run's `--threads`.
     pub threads: Option<u32>,
     /// Instead of the run's `--command`.
-    pub command: Option<crate::cli::DbtCommand>,
+    pub command: Option<DbtCommand>,
     /// After the run's own extra dbt args.
     pub args: Vec<String>,
 }
@@ -186,7 +191,7 @@ impl BatchOptions {
 pub struct PlanSpec {
     /// A plan file's entries (then `selects` is empty).
     #[serde(default)]
-    pub entries: Vec<crate::plan_file::PlanEntry>,
+    pub entries: Vec<file::PlanEntry>,
     pub selects: Vec<String>,
     pub backfill: Option<Window>,
     pub step: Step,
@@ -194,7 +199,7 @@ pub struct PlanSpec {
     pub end_var: String,
     pub base_vars: Map<String, Value>,
     /// Whether windows are given as vars or as event-time bounds.
-    pub window_as: crate::cli::WindowAs,
+    pub window_as: WindowAs,
 }
 
 /// A batch's vars on one line, in a form `parse_vars` reads back (JSON is YAML).
@@ -280,7 +285,7 @@ fn window_vars(
     let mut vars = spec.base_vars.clone();
     vars.extend(own.clone());
     if let Some(w) = win
-        && spec.window_as == crate::cli::WindowAs::Vars
+        && spec.window_as == WindowAs::Vars
     {
         vars.insert(spec.start_var.clone(), Value::String(w.start.to_string()));
         vars.insert(spec.end_var.clone(), Value::String(w.end.to_string()));
@@ -367,7 +372,7 @@ mod tests {
 
     #[test]
     fn plan_file_entries_run_in_every_window_with_their_own_options() {
-        let entries = crate::plan_file::parse(
+        let entries = file::parse(
             "- {id: load, select: tag:load, threads: 2, env: {X: '{batch}'}}\n- {id: report, select: tag:report, after: [load], vars: {k: 1}}",
         )
         .unwrap();
@@ -379,7 +384,7 @@ mod tests {
             start_var: "start_date".into(),
             end_var: "end_date".into(),
             base_vars: parse_vars("{k: 0, base: true}").unwrap(),
-            window_as: crate::cli::WindowAs::Vars,
+            window_as: WindowAs::Vars,
         };
         let plan = build(&spec);
         let ids: Vec<&str> = plan.iter().map(|b| b.id.as_str()).collect();
@@ -493,7 +498,7 @@ mod tests {
             start_var: "start_date".into(),
             end_var: "end_date".into(),
             base_vars: Map::new(),
-            window_as: crate::cli::WindowAs::Vars,
+            window_as: WindowAs::Vars,
         }
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::cli::DbtCommand;
+use super::DbtCommand;
 use crate::error::UsageResult;
 use crate::usage;
 
@@ -174,7 +174,7 @@ fn pooled(n: usize, p: Pooled) -> UsageResult<PlanEntry> {
             "--selector" => e.selector = Some(value(&a)?),
             "--vars" => {
                 let v = value(&a)?;
-                e.vars = crate::plan::parse_vars(&v)
+                e.vars = super::parse_vars(&v)
                     .map_err(|err| usage!("{label}: field args: {}", err.0))?;
             }
             // dbt-herd sets these itself for every batch.
@@ -217,7 +217,7 @@ fn checked_id(label: &str, id: String) -> UsageResult<String> {
 }
 
 fn derived_id(n: usize, select: Option<&str>) -> String {
-    select.map_or_else(|| format!("batch-{n}"), crate::plan::slug)
+    select.map_or_else(|| format!("batch-{n}"), super::slug)
 }
 
 fn env_of(label: &str, env: BTreeMap<String, Value>) -> UsageResult<BTreeMap<String, String>> {
