@@ -12,6 +12,7 @@ use crate::engine::protocol::Prior;
 use crate::engine::warm::check::{self, Mode, ModeChoice, Runner};
 use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
 use crate::graph::resolve::{self, PlanReport};
+use crate::graph::reuse;
 use crate::plan::{self, Batch};
 use crate::state_dir::StateDir;
 use crate::state_lock;
@@ -126,7 +127,24 @@ impl PreparedRun {
         // A copy: if resolving fails, summary.json still lists the plan.
         let plan = self.plan.clone();
         let work = self.state.root.join("plan");
+        let fingerprint = reuse::fingerprint(&self.settings, &plan, self.shared, &self.state.root);
+        if self.past.is_some()
+            && let Some((plan, report)) = reuse::load(&work, &fingerprint)
+        {
+            eprintln!(
+                "dbt-herd: the plan is resolved as before (nothing it was resolved from changed): no dbt ls"
+            );
+            self.plan = plan;
+            return Ok(self.report.insert(report));
+        }
         let (plan, report) = resolve::resolve(&self.settings, plan, &work, self.shared).await?;
+        reuse::store(
+            &work,
+            &fingerprint,
+            report.env_read.as_deref(),
+            &plan,
+            &report,
+        );
         self.plan = plan;
         Ok(self.report.insert(report))
     }

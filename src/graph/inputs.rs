@@ -170,7 +170,25 @@ pub(crate) struct Context {
     pub vars: Map<String, Value>,
     /// The environment dbt-herd gives the batch (templates filled).
     pub env: BTreeMap<String, String>,
+    /// Node keys computed so far (a plan asks for each many times).
+    #[serde(skip)]
+    pub cache: KeyCache,
 }
+
+/// Memoized keys of one context: by node id (for one map of reads), and its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyCache {
+    nodes: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<str>>>,
+    whole: std::cell::OnceCell<String>,
+}
+
+/// A cache is not part of what a context is.
+impl PartialEq for KeyCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for KeyCache {}
 
 impl Context {
     /// The inputs of a node that reads `reads`, as one comparable string: two
@@ -195,22 +213,55 @@ impl Context {
             .filter(|(k, _)| reads.reads_env(k))
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        serde_json::json!({
-            "group": self.group,
-            "command": self.command,
-            "target": self.target,
-            "args": self.args,
-            "vars": vars,
-            "env": env,
-        })
-        .to_string()
+        digest(
+            &serde_json::json!({
+                "group": self.group,
+                "command": self.command,
+                "target": self.target,
+                "args": self.args,
+                "vars": vars,
+                "env": env,
+            })
+            .to_string(),
+        )
+    }
+
+    /// `node_key` of the node `id`, remembered: every call for one context
+    /// must pass the same map of reads.
+    pub fn node_key_of(&self, id: &str, reads: &BTreeMap<String, Reads>) -> std::rc::Rc<str> {
+        if let Some(k) = self.cache.nodes.borrow().get(id) {
+            return k.clone();
+        }
+        let k: std::rc::Rc<str> = self.node_key(reads.get(id)).into();
+        self.cache
+            .nodes
+            .borrow_mut()
+            .insert(id.to_string(), k.clone());
+        k
     }
 
     /// The whole context as one string: batches with equal ones build every
     /// node alike.
     pub fn key(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        self.cache
+            .whole
+            .get_or_init(|| digest(&serde_json::to_string(self).unwrap_or_default()))
+            .clone()
     }
+}
+
+/// A short stand-in for a long key: 128 bits of two differently seeded hashes
+/// (a plan compares keys many times; two inputs that differ collide with
+/// odds of 2^-128).
+pub(crate) fn digest(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let half = |seed: u8| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        seed.hash(&mut h);
+        text.hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
 }
 
 #[cfg(test)]
@@ -305,6 +356,7 @@ mod tests {
             args: vec![],
             vars: serde_json::from_str(&format!("{{\"day\": \"{day}\", \"other\": 1}}")).unwrap(),
             env: BTreeMap::from([("REGION".into(), region.into())]),
+            cache: KeyCache::default(),
         };
         let reads_day = scan("{{ var('day') }}");
         assert_eq!(

@@ -10,5 +10,6 @@
 pub(crate) mod inputs;
 pub(crate) mod manifest;
 pub(crate) mod resolve;
+pub(crate) mod reuse;
 pub(crate) mod shared;
 pub(crate) mod warehouse;

@@ -25,7 +25,7 @@ use crate::plan::WindowAs;
 use crate::usage;
 
 /// How the plan treats the warehouse, for people and summary.json.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Warehouse {
     /// Some batches share a warehouse: the plan knows who writes what.
@@ -33,6 +33,7 @@ pub(crate) enum Warehouse {
     /// Every batch has a warehouse of its own.
     Separate,
     /// One batch: nothing to share.
+    #[default]
     SingleBatch,
 }
 
@@ -47,7 +48,7 @@ pub(crate) struct GroupReport {
 }
 
 /// What the plan decided, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct PlanReport {
     pub warehouse: Warehouse,
     /// Why the warehouse is taken to be what it is.
@@ -65,6 +66,10 @@ pub(crate) struct PlanReport {
     /// Per batch of the resolved plan, the nodes it builds.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub builds: BTreeMap<String, Vec<String>>,
+    /// The environment variables the project reads (`None`: it may read any,
+    /// or the plan was not resolved); for `reuse`, not for people.
+    #[serde(skip)]
+    pub env_read: Option<Vec<String>>,
 }
 
 impl PlanReport {
@@ -87,6 +92,7 @@ impl PlanReport {
             groups: Vec::new(),
             built_by: BTreeMap::new(),
             builds: BTreeMap::new(),
+            env_read: None,
         }
     }
 }
@@ -165,6 +171,7 @@ pub(crate) async fn resolve(
         usage!("the resolved plan would not build every node of the plan exactly once: {e}; refusing to start")
     })?;
     let mut report = report_of(&out, &groups, plan.len());
+    report.env_read = env_read(&reads, &project, profile.as_ref());
     report.resolved_in_s = Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
     Ok((out.batches, report))
 }
@@ -204,6 +211,7 @@ fn context(s: &RunSettings, b: &Batch, group: String, env: BTreeMap<String, Stri
         args,
         vars: b.vars.clone(),
         env,
+        cache: inputs::KeyCache::default(),
     }
 }
 
@@ -461,7 +469,25 @@ fn report_of(out: &shared::SharedPlan, groups: &Groups, planned: usize) -> PlanR
             .zip(&out.builds)
             .map(|(b, ids)| (b.id.clone(), ids.iter().cloned().collect()))
             .collect(),
+        env_read: None,
     }
+}
+
+/// Every environment variable the project (its nodes, its config, its
+/// profile) reads, or `None` when one is named by an expression.
+fn env_read(
+    reads: &BTreeMap<String, Reads>,
+    project: &Reads,
+    profile: Option<&warehouse::ProfileTarget>,
+) -> Option<Vec<String>> {
+    let mut all = project.clone();
+    for r in reads.values() {
+        all.extend(r);
+    }
+    for v in profile.iter().flat_map(|p| p.fields.values()) {
+        all.extend(&inputs::scan(v));
+    }
+    (!all.any_env).then(|| all.env.into_iter().collect())
 }
 
 /// The unique ids `dbt ls` prints for one selection.

@@ -265,10 +265,10 @@ pub(crate) fn pair_key(
     rebuilt: &BTreeSet<(String, String)>,
     id: &str,
 ) -> String {
-    if rebuilt.contains(&(ctx.group.clone(), id.to_string())) {
+    if !rebuilt.is_empty() && rebuilt.contains(&(ctx.group.clone(), id.to_string())) {
         ctx.key()
     } else {
-        ctx.node_key(reads.get(id))
+        ctx.node_key_of(id, reads).to_string()
     }
 }
 

@@ -1545,18 +1545,7 @@ fn a_node_that_committed_before_an_interrupt_is_left_out_of_the_next_attempt() {
 #[test]
 fn a_later_interrupt_keeps_the_list_and_adds_what_committed_since() {
     use crate::dbt::argv::Narrowing;
-    let mut c = core(1, 1, 1, 1, 0);
-    let k1 = launches(&c.start(0.0))[0].0;
-    c.on_attempt(
-        AttemptReport::Line {
-            key: k1,
-            line: node_line("model.p.a", "model", "success"),
-        },
-        1.0,
-    );
-    c.on_command(Command::Cancel(0), 2.0);
-    c.on_attempt(signalled(k1, 9), 3.0);
-    c.on_command(Command::Retry(0), 4.0);
+    let mut c = committed_a_then_retried(9);
     let k2 = key(0, 2);
     c.on_nodes_listed(k2, Ok(project_nodes()), 5.0);
     c.on_attempt(
@@ -1682,18 +1671,7 @@ fn a_deliberate_rerun_of_a_succeeded_batch_runs_every_node() {
 #[test]
 fn when_dbt_ls_fails_the_committed_nodes_are_excluded_and_it_says_so() {
     use crate::dbt::argv::Narrowing;
-    let mut c = core(1, 1, 1, 1, 0);
-    let k1 = launches(&c.start(0.0))[0].0;
-    c.on_attempt(
-        AttemptReport::Line {
-            key: k1,
-            line: node_line("model.p.a", "model", "success"),
-        },
-        1.0,
-    );
-    c.on_command(Command::Cancel(0), 2.0);
-    c.on_attempt(signalled(k1, 15), 3.0);
-    c.on_command(Command::Retry(0), 4.0);
+    let mut c = committed_a_then_retried(15);
     let fx = c.on_nodes_listed(key(0, 2), Err("profile not found".into()), 5.0);
     assert_eq!(
         narrowing_of(&fx),
@@ -1706,18 +1684,7 @@ fn when_dbt_ls_fails_the_committed_nodes_are_excluded_and_it_says_so() {
 
 #[test]
 fn a_cancel_while_it_lists_ends_the_attempt_at_once() {
-    let mut c = core(1, 1, 1, 1, 0);
-    let k1 = launches(&c.start(0.0))[0].0;
-    c.on_attempt(
-        AttemptReport::Line {
-            key: k1,
-            line: node_line("model.p.a", "model", "success"),
-        },
-        1.0,
-    );
-    c.on_command(Command::Cancel(0), 2.0);
-    c.on_attempt(signalled(k1, 15), 3.0);
-    c.on_command(Command::Retry(0), 4.0);
+    let mut c = committed_a_then_retried(15);
     let fx = c.on_command(Command::Cancel(0), 4.5);
     assert!(
         !fx.iter().any(|e| matches!(e, Effect::Control { .. })),
@@ -1841,4 +1808,22 @@ fn a_split_part_whose_model_committed_runs_only_its_tests_without_listing() {
         [(1, Some(crate::dbt::argv::Narrowing::TestsOnly)), (2, None)],
         "dim committed: only its tests; stg did not: all of it"
     );
+}
+
+/// One batch whose attempt 1 committed model.p.a, was stopped by `signal`, and
+/// is retried (attempt 2 waits for its nodes to be listed).
+fn committed_a_then_retried(signal: i32) -> EngineCore {
+    let mut c = core(1, 1, 1, 1, 0);
+    let k1 = launches(&c.start(0.0))[0].0;
+    c.on_attempt(
+        AttemptReport::Line {
+            key: k1,
+            line: node_line("model.p.a", "model", "success"),
+        },
+        1.0,
+    );
+    c.on_command(Command::Cancel(0), 2.0);
+    c.on_attempt(signalled(k1, signal), 3.0);
+    c.on_command(Command::Retry(0), 4.0);
+    c
 }

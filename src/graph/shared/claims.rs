@@ -290,15 +290,7 @@ impl Work<'_> {
                 ids.clone(),
                 Vec::new(),
             );
-            let mut gone: Vec<usize> = cycle[1..].to_vec();
-            gone.sort_unstable();
-            for b in gone.into_iter().rev() {
-                self.batches.remove(b);
-                self.ctx.remove(b);
-                self.selected.remove(b);
-                self.keep.remove(b);
-                self.adds.remove(b);
-            }
+            self.remove_batches(&cycle[1..]);
             // Whoever waited on a merged batch now waits on the merged one.
             for batch in &mut self.batches {
                 for a in &mut batch.after {

@@ -22,6 +22,20 @@ impl Work<'_> {
         });
     }
 
+    /// Takes batches out of the plan (and of every per-batch list).
+    pub(super) fn remove_batches(&mut self, gone: &[usize]) {
+        let mut gone = gone.to_vec();
+        gone.sort_unstable();
+        gone.dedup();
+        for b in gone.into_iter().rev() {
+            self.batches.remove(b);
+            self.ctx.remove(b);
+            self.selected.remove(b);
+            self.keep.remove(b);
+            self.adds.remove(b);
+        }
+    }
+
     pub(super) fn free_id(&self, want: &str) -> String {
         let taken: BTreeSet<&str> = self
             .batches
@@ -171,13 +185,7 @@ impl Work<'_> {
             );
             into.insert(id, ids);
         }
-        for b in empty.into_iter().rev() {
-            self.batches.remove(b);
-            self.ctx.remove(b);
-            self.selected.remove(b);
-            self.keep.remove(b);
-            self.adds.remove(b);
-        }
+        self.remove_batches(&empty);
         for batch in &mut self.batches {
             let mut after: Vec<String> = Vec::new();
             for a in std::mem::take(&mut batch.after) {

@@ -7,7 +7,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::graph::inputs;
+use crate::graph::inputs::{self, KeyCache};
 
 /// What a generated node reads.
 const READS: [&str; 5] = [
@@ -183,6 +183,7 @@ fn plan(specs: &[GenBatch]) -> (Vec<Batch>, Vec<Context>) {
             args: Vec::new(),
             vars,
             env,
+            cache: KeyCache::default(),
         });
     }
     (batches, contexts)

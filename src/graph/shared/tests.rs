@@ -124,6 +124,7 @@ fn context(group: &str, vars: &serde_json::Map<String, serde_json::Value>) -> Co
         args: Vec::new(),
         vars: vars.clone(),
         env: BTreeMap::new(),
+        cache: super::super::inputs::KeyCache::default(),
     }
 }
 
