@@ -9,6 +9,7 @@
 
 pub(crate) mod inputs;
 pub(crate) mod manifest;
+pub(crate) mod project_files;
 pub(crate) mod resolve;
 pub(crate) mod reuse;
 pub(crate) mod shared;

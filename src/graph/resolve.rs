@@ -218,26 +218,15 @@ fn context(s: &RunSettings, b: &Batch, group: String, env: BTreeMap<String, Stri
 /// What the project's own config reads: dbt_project.yml and the YAML files of
 /// the project (properties, selectors), not of its installed packages or output.
 fn project_reads(dir: &Path) -> Reads {
+    let skip = ["target", "logs", "dbt_packages", "dbt_modules"];
     let mut out = Reads::default();
-    let skip = ["target", "logs", "dbt_packages", "dbt_modules", ".dbt-herd"];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if p.is_dir() {
-                if !name.starts_with('.') && !skip.contains(&name.as_str()) {
-                    stack.push(p);
-                }
-            } else if (name.ends_with(".yml") || name.ends_with(".yaml"))
-                && name != "profiles.yml"
-                && let Ok(text) = std::fs::read_to_string(&p)
-            {
-                out.extend(&inputs::scan(&text));
-            }
+    for p in super::project_files::files(dir, |_, name| skip.contains(&name)) {
+        let name = p.file_name().map(|n| n.to_string_lossy().to_string());
+        let yaml = name
+            .as_deref()
+            .is_some_and(|n| (n.ends_with(".yml") || n.ends_with(".yaml")) && n != "profiles.yml");
+        if yaml && let Ok(text) = std::fs::read_to_string(&p) {
+            out.extend(&inputs::scan(&text));
         }
     }
     out

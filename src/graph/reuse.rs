@@ -106,28 +106,10 @@ pub(crate) fn store(
 /// Every file under `dir` (not dbt's output, not hidden dirs), as path, size
 /// and modification time.
 fn signature(dir: &Path, state: &Path, out: &mut Vec<String>) {
-    let skip = ["target", "logs"];
-    let mut stack = vec![dir.to_path_buf()];
-    let mut lines = Vec::new();
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().to_string();
-            if p.is_dir() {
-                let output = d == dir && skip.contains(&name.as_str());
-                if !name.starts_with('.') && !output && p != state {
-                    stack.push(p);
-                }
-            } else {
-                lines.push(file_line(&p));
-            }
-        }
-    }
-    lines.sort();
-    out.extend(lines);
+    let output = [dir.join("target"), dir.join("logs")];
+    let files =
+        super::project_files::files(dir, |p, _| p == state || output.iter().any(|o| o == p));
+    out.extend(files.iter().map(|p| file_line(p)));
 }
 
 fn file_line(p: &Path) -> String {
