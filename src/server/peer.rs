@@ -128,7 +128,11 @@ async fn serve(
     }
     // Commands until the client leaves or says something that is not one.
     loop {
+        // Reading first: a client that spoke and left at once (its writes are
+        // in the socket, its end closed) still has its commands carried out,
+        // though its writer already failed on the closed connection.
         let line = tokio::select! {
+            biased;
             r = wire::read_line(&mut reader, &mut buf) => r,
             _ = &mut writer_gone => break,
         };
