@@ -9,6 +9,7 @@ use crate::dbt::run_results;
 use crate::engine::journal::{self, JournalState};
 use crate::engine::parse::{SharedParse, shared_parse};
 use crate::engine::protocol::Prior;
+use crate::engine::summary::{PhaseTime, Preparation};
 use crate::engine::warm::check::{self, Mode, ModeChoice, Runner};
 use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
 use crate::graph::resolve::{self, PlanReport};
@@ -33,12 +34,43 @@ pub(crate) struct PreparedRun {
     runner: Option<Runner>,
     /// A cold run's one parse for the batches that share vars.
     shared_parse: Option<SharedParse>,
+    /// The launch, and each phase of the preparation as it ends.
+    clock: PrepClock,
+}
+
+/// Times the preparation from the launch (`prepare`), phase by phase.
+struct PrepClock {
+    launched: std::time::Instant,
+    preparation: Preparation,
+}
+
+impl PrepClock {
+    fn new() -> Self {
+        Self {
+            launched: std::time::Instant::now(),
+            preparation: Preparation {
+                launched_at: chrono::Utc::now().to_rfc3339(),
+                phases: Vec::new(),
+            },
+        }
+    }
+
+    /// Ends `phase` now: its time is what passed since the last one ended.
+    fn done(&mut self, phase: &str) {
+        let before: f64 = self.preparation.phases.iter().map(|p| p.seconds).sum();
+        let seconds = (self.launched.elapsed().as_secs_f64() - before).max(0.0);
+        self.preparation.phases.push(PhaseTime {
+            phase: phase.to_string(),
+            seconds: (seconds * 100.0).round() / 100.0,
+        });
+    }
 }
 
 /// Validates everything and sets up the state dir. Nothing is started yet.
 pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
+    let clock = PrepClock::new();
     if let Some(dir) = &given.resume {
-        return prepare_resume(dir, given);
+        return prepare_resume(dir, given, clock);
     }
     let settings = RunSettings::from_args(given)?;
     say_which_dbt(given.dbt.is_none(), &settings);
@@ -74,10 +106,15 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
         recycle: given.recycle.unwrap_or(DEFAULT_RECYCLE),
         runner: None,
         shared_parse: None,
+        clock,
     })
 }
 
-fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<PreparedRun> {
+fn prepare_resume(
+    dir: &std::path::Path,
+    given: &RunArgs,
+    clock: PrepClock,
+) -> color_eyre::Result<PreparedRun> {
     if dir.join(crate::state_dir::RUN_FILE).is_file() {
         // Before anything is read: a live run's journal and processes are its own.
         state_lock::hold(dir)?;
@@ -117,6 +154,7 @@ fn prepare_resume(dir: &std::path::Path, given: &RunArgs) -> color_eyre::Result<
         recycle: merged.recycle.unwrap_or(DEFAULT_RECYCLE),
         runner: None,
         shared_parse: None,
+        clock,
     })
 }
 
@@ -135,9 +173,11 @@ impl PreparedRun {
                 "dbt-herd: the plan is resolved as before (nothing it was resolved from changed): no dbt ls"
             );
             self.plan = plan;
+            self.clock.done("resolve");
             return Ok(self.report.insert(report));
         }
         let (plan, report) = resolve::resolve(&self.settings, plan, &work, self.shared).await?;
+        self.clock.done("resolve");
         reuse::store(
             &work,
             &fingerprint,
@@ -157,21 +197,38 @@ impl PreparedRun {
             let runner = check::cold(Some("nothing is left to run".into()));
             return Ok(&self.runner.insert(runner).choice);
         }
+        let made = self
+            .report
+            .as_ref()
+            .map(|r| SharedParse::from_resolution(&r.parses))
+            .unwrap_or_default();
         let runner = check::choose(
             &self.settings,
             &self.plan,
             &self.state.root,
-            self.mode,
-            self.recycle,
+            check::Choice {
+                requested: self.mode,
+                recycle: self.recycle,
+                made: &made,
+            },
         )
         .await?;
+        self.clock.done("mode");
         if runner.choice.mode == Mode::Cold {
             if let Some(why) = &runner.choice.reason {
                 // Said before any screen takes over: the header repeats it.
                 eprintln!("dbt-herd: running cold: {why}");
             }
-            self.shared_parse =
-                shared_parse(&self.settings, &self.plan, &self.state.root.join("parse")).await;
+            self.shared_parse = shared_parse(
+                &self.settings,
+                &self.plan,
+                &self.state.root.join("parse"),
+                &made,
+            )
+            .await;
+            if self.shared_parse.is_some() {
+                self.clock.done("shared_parse");
+            }
         }
         Ok(&self.runner.insert(runner).choice)
     }
@@ -226,6 +283,7 @@ impl PreparedRun {
         };
         let mut summary = Summary::unstarted(&self.plan, status, &self.settings, error);
         summary.plan.clone_from(&self.report);
+        summary.preparation = Some(self.clock.preparation.clone());
         let path = self.state.summary_path();
         let written = serde_json::to_vec_pretty(&summary)
             .map_err(std::io::Error::other)
@@ -415,5 +473,7 @@ pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHand
         mode: runner.choice,
         warm_status: runner.warm_status,
         shared_parse: p.shared_parse,
+        preparation: Some(p.clock.preparation),
+        pending: runner.pending,
     })
 }

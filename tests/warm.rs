@@ -413,6 +413,14 @@ fn auto_goes_cold_when_duckdb_path_uses_batch_and_says_why() {
         "one line on stderr should say why the run is cold:\n{}",
         run.both()
     );
+    // The profile reads DUCKDB_PATH: that decides it before any parse.
+    assert!(why[0].contains("the profile reads it"), "{}", why[0]);
+    assert!(
+        !run.stderr.contains("starting warm dbt workers")
+            && !state.join("workers").join("w1").exists(),
+        "no warm worker should start (or parse) to find that out:\n{}",
+        run.both()
+    );
 }
 
 #[test]
@@ -434,6 +442,11 @@ fn mode_warm_refuses_a_duckdb_path_with_batch_before_any_batch_runs() {
     let why = lines_with(&run.stderr, &["DUCKDB_PATH", "{batch}"]);
     assert_eq!(why.len(), 1, "{}", run.both());
     assert!(why[0].contains("--mode warm"), "{}", why[0]);
+    assert!(
+        !run.stderr.contains("starting warm dbt workers"),
+        "refused before any worker started:\n{}",
+        run.both()
+    );
     assert!(!run.stdout.contains("start "), "{}", run.both());
     // No batch began: no journal record, no batch dir, no DuckDB file.
     assert!(journal(&state).is_empty(), "{:?}", journal(&state));
@@ -481,12 +494,35 @@ fn auto_goes_cold_when_a_model_is_enabled_by_the_window_var() {
         reason.contains("model.herd_demo.early_only") && reason.contains("enabled"),
         "mode_reason should name the model and enabled: {s}"
     );
-    let why = lines_with(&run.stderr, &["early_only", "enabled"]);
+    // The first window ran warm on the worker that parsed with its own vars
+    // while the check's second parse went on; the verdict turned the rest cold,
+    // saying why in one line.
+    let both = run.both();
+    let why = lines_with(&both, &["early_only", "enabled"]);
     assert_eq!(
         why.len(),
         1,
-        "one line on stderr should say why the run is cold:\n{}",
+        "one line should say why the run is cold:\n{}",
         run.both()
+    );
+    assert!(why[0].contains("running cold from now on"), "{}", why[0]);
+    for day in ["2024-01-02_one", "2024-01-03_one"] {
+        assert_eq!(status_of(&s, day), "succeeded", "{s}");
+    }
+    let workers: Vec<i64> = journal(&state)
+        .iter()
+        .filter(|r| r["record"] == "worker_started")
+        .filter_map(|r| r["pid"].as_i64())
+        .collect();
+    let first = spawned_pid(&state, "2024-01-02_one", 1);
+    let second = spawned_pid(&state, "2024-01-03_one", 1);
+    assert!(
+        first.is_some_and(|p| workers.contains(&i64::from(p))),
+        "the first window ran on warm worker 1: {first:?} {workers:?}"
+    );
+    assert!(
+        second.is_some_and(|p| !workers.contains(&i64::from(p))),
+        "the second window ran cold, in a dbt process of its own: {second:?} {workers:?}"
     );
 }
 
@@ -837,4 +873,133 @@ fn a_python_model_printing_on_stdout_runs_warm_and_its_text_is_in_the_log() {
         log.lines().any(|l| l == "hello from a python model"),
         "the model's print is not in the batch's stdout log:\n{log}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 8. Start-up: no more workers than batches that can run, none waited for.
+
+#[test]
+fn a_plan_of_one_batch_with_four_workers_starts_one_worker() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("warm-one-batch");
+    let _reaper = Reaper(t.clone());
+    let state = dirs.root.join("state");
+    let run = run_to_end(demo_run(
+        &dirs,
+        &dbt,
+        &state,
+        &t,
+        &[
+            "--mode",
+            "warm",
+            "--backfill",
+            "2024-01-02..2024-01-03",
+            "--workers",
+            "4",
+        ],
+    ));
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    no_tagged_processes_now(&t, "after a one-batch warm run");
+    let started: Vec<u64> = journal(&state)
+        .iter()
+        .filter(|r| r["record"] == "worker_started")
+        .map(|r| r["worker"].as_u64().unwrap())
+        .collect();
+    assert_eq!(started, [1], "one batch needs one worker: {}", run.both());
+    assert!(
+        !state.join("workers").join("w2").exists(),
+        "no other worker dir was made"
+    );
+}
+
+/// A worker program whose parse is instant for worker 1 and never ends for the
+/// others; each batch takes a moment and succeeds.
+const SLOW_SECOND_WORKER: &str = r#"
+import json, os, sys, time
+fd_in, fd_out = (int(x) for x in os.environ["HERD_WORKER_FDS"].split(","))
+
+def send(msg):
+    data = memoryview((json.dumps(msg) + "\n").encode())
+    while data:
+        data = data[os.write(fd_out, data):]
+
+send({"t": "hello", "proto": 1, "pid": os.getpid()})
+with os.fdopen(fd_in, "rb") as requests:
+    for raw in requests:
+        req = json.loads(raw)
+        if req["t"] == "parse":
+            if os.environ.get("DBT_ENV_CUSTOM_ENV_HERD_WORKER") != "1":
+                time.sleep(600)
+            send({"t": "parsed", "ok": True, "elapsed_s": 0.01,
+                  "digest": {} if req.get("digest") else None})
+        elif req["t"] == "run":
+            time.sleep(1)
+            args, inv = req["args"], "inv-" + req["job"]
+            line = {"info": {"name": "MainReportVersion", "level": "info", "msg": "Running",
+                             "invocation_id": inv, "ts": "2024-01-01T00:00:00Z"}, "data": {}}
+            send({"t": "event", "job": req["job"], "line": json.dumps(line)})
+            target = args[args.index("--target-path") + 1]
+            os.makedirs(target, exist_ok=True)
+            with open(os.path.join(target, "run_results.json"), "w") as f:
+                json.dump({"metadata": {"invocation_id": inv, "env": {}}, "elapsed_time": 1.0,
+                           "args": {"which": args[0]},
+                           "results": [{"unique_id": "model.fake.m", "status": "success",
+                                        "execution_time": 1.0, "message": None, "failures": None,
+                                        "timing": [], "thread_id": "Thread-1",
+                                        "adapter_response": {}}]}, f)
+            send({"t": "done", "job": req["job"], "ok": True, "exit_code": 0})
+        elif req["t"] == "exit":
+            break
+"#;
+
+#[test]
+fn a_headless_run_ends_with_its_last_batch_while_another_worker_still_parses() {
+    let mut log = Vec::new();
+    let dbt = dbt_herd::venv::ensure(&mut log)
+        .unwrap_or_else(|e| panic!("dbt venv: {e}\n{}", text(&log)));
+    let dir = fake_project();
+    let program = dir.path().join("slow_worker.py");
+    std::fs::write(&program, SLOW_SECOND_WORKER).unwrap();
+    let t = tag("warm-slow-second");
+    let _reaper = Reaper(t.clone());
+    let state = dir.path().join("state");
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "run",
+        "--headless",
+        "--mode",
+        "warm",
+        "--shared-warehouse",
+        "no",
+    ])
+    .args(["--grace-int", "1", "--grace-term", "1", "--retries", "0"])
+    .args(["--backfill", "2024-01-02..2024-01-05", "--workers", "2"])
+    .arg("--project-dir")
+    .arg(dir.path())
+    .arg("--dbt")
+    .arg(&dbt)
+    .arg("--state-dir")
+    .arg(&state)
+    .arg("--env")
+    .arg(format!("HERD_TEST_TAG={t}"))
+    // Workers that differ in more than their number: the parse check makes
+    // its second parse with worker 1's environment, and worker 2 parses on
+    // its own, slowly.
+    .args(["--env", "HERD_SLOT=w{worker}"])
+    .env("DBT_HERD_WORKER_PROGRAM", &program)
+    .stdin(Stdio::null());
+    // Before: every batch had ended, and the run waited for worker 2's parse
+    // (ten minutes here) before it could end; `finish` gives up long before.
+    let run = start(cmd).finish(Duration::from_secs(90));
+    assert_eq!(run.code, Some(0), "{}", run.both());
+    no_tagged_processes_now(&t, "after the last batch, with a worker parsing");
+    let s = summary(&state);
+    for day in ["2024-01-02", "2024-01-03", "2024-01-04"] {
+        assert_eq!(status_of(&s, day), "succeeded", "{s}");
+        let started = record(&state, "attempt_started", day, 1).unwrap();
+        assert_eq!(
+            started["worker"], 1,
+            "every batch goes to the worker that is ready, none waits for the one parsing: {started}"
+        );
+    }
 }

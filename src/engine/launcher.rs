@@ -21,6 +21,10 @@ pub(crate) trait Launcher: Send + Sync + 'static {
     /// a launcher that keeps a process per slot starts and stops them.
     fn slots(&self, _numbers: &[usize]) {}
 
+    /// The parse check's verdict came after the first batch started: `false`
+    /// (batches parse differently) means every later batch runs cold.
+    fn verdict(&self, _alike: bool) {}
+
     /// The engine is ending: the returned future is done when every process
     /// the launcher keeps between attempts is gone.
     fn close(&self) -> Closing {

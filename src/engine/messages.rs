@@ -300,6 +300,9 @@ pub enum WarmState {
     Busy,
     /// Could not start or parse; the next batch tries again.
     Failed,
+    /// No process: nothing queued could run on this slot, so its worker left
+    /// (a batch for it starts a fresh one).
+    Stopped,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

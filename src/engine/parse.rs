@@ -23,6 +23,26 @@ pub(crate) struct SharedParse {
 }
 
 impl SharedParse {
+    /// The partial parse files resolving the plan left (see `PlanReport::parses`).
+    pub fn from_resolution(parses: &[(PathBuf, Map<String, Value>)]) -> Vec<SharedParse> {
+        parses
+            .iter()
+            .map(|(file, vars)| SharedParse {
+                file: file.clone(),
+                vars: vars.clone(),
+            })
+            .collect()
+    }
+
+    /// Starts `target` (a dbt target dir) from the file, unless it has a
+    /// partial parse of its own already (a worker's earlier parse).
+    pub fn seed(&self, target: &Path) {
+        let dest = target.join("partial_parse.msgpack");
+        if !dest.exists() {
+            let _ = std::fs::create_dir_all(target).and_then(|()| std::fs::copy(&self.file, &dest));
+        }
+    }
+
     /// The file to start `batch`'s target dir from, if it fits the batch.
     pub fn for_batch(&self, batch: &Batch) -> Option<&Path> {
         (batch.vars == self.vars).then_some(self.file.as_path())
@@ -35,6 +55,7 @@ pub(crate) async fn shared_parse(
     settings: &RunSettings,
     plan: &[Batch],
     dir: &Path,
+    made: &[SharedParse],
 ) -> Option<SharedParse> {
     let first = plan.first()?;
     let uniform = !settings
@@ -44,8 +65,21 @@ pub(crate) async fn shared_parse(
     if !uniform || plan.iter().filter(|b| b.vars == first.vars).count() < 2 {
         return None;
     }
-    eprintln!("dbt-herd: parsing the project once for the batches that share vars (dbt parse)…");
     let target = dir.join("target");
+    let file = target.join("partial_parse.msgpack");
+    if let Some(seed) = made.iter().find(|p| p.vars == first.vars) {
+        // Resolving the plan already parsed with these vars and this profile
+        // (`dbt ls`): its file is the one this parse would make.
+        let copied =
+            std::fs::create_dir_all(&target).and_then(|()| std::fs::copy(&seed.file, &file));
+        if copied.is_ok() {
+            return Some(SharedParse {
+                file,
+                vars: first.vars.clone(),
+            });
+        }
+    }
+    eprintln!("dbt-herd: parsing the project once for the batches that share vars (dbt parse)…");
     let mut args = vec!["parse".to_string()];
     if !first.vars.is_empty() {
         args.extend([
@@ -64,7 +98,6 @@ pub(crate) async fn shared_parse(
     let out = g.child.wait_with_output().await;
     process::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
     process::unregister(pgid);
-    let file = target.join("partial_parse.msgpack");
     match out {
         Ok(o) if o.status.success() && file.is_file() => Some(SharedParse {
             file,

@@ -67,6 +67,10 @@ pub(crate) struct EngineSetup {
     pub warm_status: Option<mpsc::Receiver<(usize, WarmView)>>,
     /// A cold run's shared partial parse.
     pub shared_parse: Option<SharedParse>,
+    /// The launch and the phases before the engine, for summary.json.
+    pub preparation: Option<crate::engine::summary::Preparation>,
+    /// The parse check's verdict, if the first batch does not wait for it.
+    pub pending: Option<crate::engine::warm::verdict::Pending>,
 }
 
 /// Starts the engine task.
@@ -82,6 +86,8 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         mode,
         warm_status,
         shared_parse,
+        preparation,
+        pending,
     } = setup;
     let journal_path = state.journal_path();
     let journal = Journal::open(&journal_path)
@@ -94,10 +100,16 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         state_dir: state.root.display().to_string(),
         command: settings.command.to_string(),
         compiled_root_name: project_name(&settings.project_dir),
-        plan: report.as_ref().map(PlanReport::lines).unwrap_or_default(),
+        plan: preparation
+            .as_ref()
+            .and_then(crate::engine::summary::Preparation::line)
+            .into_iter()
+            .chain(report.as_ref().map(PlanReport::lines).unwrap_or_default())
+            .collect(),
         mode: mode.clone(),
         allow_empty: settings.allow_empty,
         selector: settings.selector.clone(),
+        first_only: pending.as_ref().map(|p| p.batch.clone()),
     };
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let (events_tx, events) = mpsc::channel(EVENTS);
@@ -129,6 +141,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         slots: Vec::new(),
         shared_parse,
         last_parse: HashMap::new(),
+        preparation,
     };
     let inputs = Inputs {
         commands,
@@ -138,6 +151,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         samples,
         groups: groups_tx,
         warm: warm_status.unwrap_or_else(|| mpsc::channel(1).1),
+        verdict: pending.map(|p| p.verdict),
     };
     let join = tokio::spawn(async move { Ok(shell.run(inputs, sampler_error).await) });
     Ok(EngineHandle::new(commands_tx, events, join))
@@ -160,6 +174,8 @@ struct Inputs {
     groups: watch::Sender<LiveGroups>,
     /// Warm workers' states (never anything in cold mode).
     warm: mpsc::Receiver<(usize, WarmView)>,
+    /// The parse check's verdict, while it is still to come.
+    verdict: Option<tokio::sync::oneshot::Receiver<crate::engine::warm::verdict::Verdict>>,
 }
 
 struct Shell {
@@ -189,6 +205,7 @@ struct Shell {
     shared_parse: Option<SharedParse>,
     /// Per worker slot, the partial parse of the last full run it made.
     last_parse: HashMap<usize, SharedParse>,
+    preparation: Option<crate::engine::summary::Preparation>,
 }
 
 impl Shell {
@@ -240,8 +257,12 @@ impl Shell {
                 }
                 Some(r) = inp.samples.recv() => self.outbox.push(Event::Resources(r)),
                 Some((worker, view)) = inp.warm.recv() => {
-                    let fx = self.core.on_warm(worker, view);
+                    let fx = self.core.on_warm(worker, view, now_secs());
                     self.apply(fx);
+                }
+                v = verdict(&mut inp.verdict) => {
+                    inp.verdict = None;
+                    self.on_verdict(v);
                 }
                 // Room for what waits: `catch_up` below sends it.
                 Ok(permit) = events.reserve(), if self.outbox.waiting() => drop(permit),
@@ -271,7 +292,7 @@ impl Shell {
     /// After each round of messages: the summary, the sampler's view of the live
     /// groups, and word of log lines a face did not get.
     fn catch_up(&mut self, groups: &watch::Sender<LiveGroups>) {
-        let slots = self.core.slot_numbers();
+        let slots = self.core.wanted_slots();
         if slots != self.slots {
             self.launcher.slots(&slots);
             self.slots = slots;
@@ -455,6 +476,23 @@ impl Shell {
         self.launcher.launch(spec, rx, self.reports.clone());
     }
 
+    /// The parse check's verdict: the launcher learns it first (cold from now
+    /// on, or a worker for the slot it kept), then the core dispatches.
+    fn on_verdict(&mut self, v: crate::engine::warm::verdict::Verdict) {
+        self.launcher.verdict(v.is_ok());
+        if let Err(why) = &v {
+            self.mode = ModeChoice {
+                mode: Mode::Cold,
+                reason: Some(why.clone()),
+            };
+        }
+        // The slot the check kept a worker for is the launcher's to fill now.
+        self.slots.clear();
+        let fx = self.core.on_verdict(v, now_secs());
+        self.apply(fx);
+        self.summary_due = true;
+    }
+
     /// `dbt ls` of every node an attempt's batch selects, before it launches.
     fn list_nodes(&self, key: AttemptKey) {
         let batch = self.core.batch(key.batch);
@@ -493,6 +531,7 @@ impl Shell {
         s.plan.clone_from(&self.report);
         s.mode = Some(self.mode.mode);
         s.mode_reason.clone_from(&self.mode.reason);
+        s.preparation.clone_from(&self.preparation);
         s
     }
 
@@ -521,3 +560,15 @@ impl Shell {
 
 #[cfg(test)]
 mod tests;
+
+/// The verdict once it comes; never, when none is awaited.
+async fn verdict(
+    rx: &mut Option<tokio::sync::oneshot::Receiver<crate::engine::warm::verdict::Verdict>>,
+) -> crate::engine::warm::verdict::Verdict {
+    match rx {
+        Some(rx) => rx
+            .await
+            .unwrap_or_else(|_| Err("the parse check ended without a verdict".into())),
+        None => std::future::pending().await,
+    }
+}

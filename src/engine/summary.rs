@@ -59,6 +59,42 @@ pub(crate) struct Summary {
     /// resolve); absent when it started, or was interrupted before it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What happened between the launch and `started_at`, phase by phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preparation: Option<Preparation>,
+}
+
+/// The run's preparation: from the launch to the engine's start.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Preparation {
+    /// When dbt-herd was launched (RFC 3339).
+    pub launched_at: String,
+    pub phases: Vec<PhaseTime>,
+}
+
+/// One phase of the preparation and its wall time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PhaseTime {
+    /// `resolve` (dbt ls against the graph), `mode` (warm workers started and
+    /// checked, or the reason to run cold), `shared_parse` (cold batches' one parse).
+    pub phase: String,
+    pub seconds: f64,
+}
+
+impl Preparation {
+    /// For people: "prepared in 12.3s: resolve 5.8s · mode 6.5s".
+    pub fn line(&self) -> Option<String> {
+        if self.phases.is_empty() {
+            return None;
+        }
+        let total: f64 = self.phases.iter().map(|p| p.seconds).sum();
+        let each: Vec<String> = self
+            .phases
+            .iter()
+            .map(|p| format!("{} {:.1}s", p.phase, p.seconds))
+            .collect();
+        Some(format!("prepared in {total:.1}s: {}", each.join(" · ")))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +180,7 @@ impl Summary {
             mode: None,
             mode_reason: None,
             error: None,
+            preparation: None,
         }
     }
 
@@ -185,6 +222,7 @@ impl Summary {
             mode: None,
             mode_reason: None,
             error,
+            preparation: None,
         }
     }
 

@@ -70,6 +70,11 @@ pub(crate) struct PlanReport {
     /// or the plan was not resolved); for `reuse`, not for people.
     #[serde(skip)]
     pub env_read: Option<Vec<String>>,
+    /// The partial parse files `dbt ls` left, with the vars each was made
+    /// with: a later parse with those vars starts from one (dbt checks the
+    /// rest: profile, target, env vars, files) instead of from nothing.
+    #[serde(skip)]
+    pub parses: Vec<(PathBuf, serde_json::Map<String, serde_json::Value>)>,
 }
 
 impl PlanReport {
@@ -93,6 +98,7 @@ impl PlanReport {
             built_by: BTreeMap::new(),
             builds: BTreeMap::new(),
             env_read: None,
+            parses: Vec::new(),
         }
     }
 }
@@ -140,7 +146,7 @@ pub(crate) async fn resolve(
             context(settings, b, wh.key, env)
         })
         .collect();
-    let (graph, selected) = load(settings, &plan, &contexts, &project, work).await?;
+    let (graph, selected, parses) = load(settings, &plan, &contexts, &project, work).await?;
     refuse_empty(settings, &plan, &selected)?;
     if settings.plan.window_as == WindowAs::EventTime {
         let microbatch = selected
@@ -172,6 +178,7 @@ pub(crate) async fn resolve(
     })?;
     let mut report = report_of(&out, &groups, plan.len());
     report.env_read = env_read(&reads, &project, profile.as_ref());
+    report.parses = parses;
     report.resolved_in_s = Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
     Ok((out.batches, report))
 }
@@ -300,7 +307,7 @@ async fn load(
     contexts: &[Context],
     project: &Reads,
     work: &Path,
-) -> color_eyre::Result<(Graph, Vec<BTreeSet<String>>)> {
+) -> color_eyre::Result<(Graph, Vec<BTreeSet<String>>, Vec<Seed>)> {
     let mut firsts: BTreeMap<String, usize> = BTreeMap::new();
     let identity: Vec<String> = plan
         .iter()
@@ -332,8 +339,17 @@ async fn load(
         .iter()
         .map(|j| j.2.join("target").join("manifest.json"))
         .collect();
+    let seeds: Vec<Seed> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j.2.join("target").join("partial_parse.msgpack"),
+                plan[j.0].vars.clone(),
+            )
+        })
+        .collect();
     if jobs.is_empty() {
-        return Ok((Graph::default(), Vec::new()));
+        return Ok((Graph::default(), Vec::new(), Vec::new()));
     }
     let listed: Vec<(usize, Result<BTreeSet<String>, String>)> = futures::stream::iter(
         jobs.into_iter()
@@ -393,8 +409,15 @@ async fn load(
                 .collect()
         })
         .collect();
-    Ok((graph, selected))
+    let parses = seeds
+        .into_iter()
+        .filter(|(file, _)| file.is_file())
+        .collect();
+    Ok((graph, selected, parses))
 }
+
+/// A partial parse file and the vars it was made with.
+type Seed = (PathBuf, serde_json::Map<String, serde_json::Value>);
 
 fn jobs_dir_name(i: usize) -> String {
     format!("{:04}", i + 1)
@@ -459,6 +482,7 @@ fn report_of(out: &shared::SharedPlan, groups: &Groups, planned: usize) -> PlanR
             .map(|(b, ids)| (b.id.clone(), ids.iter().cloned().collect()))
             .collect(),
         env_read: None,
+        parses: Vec::new(),
     }
 }
 

@@ -44,6 +44,32 @@ fn ignored(field: &str) -> bool {
         || f.contains("retries")
 }
 
+/// An `--env` key whose value holds `{batch}` and that the profile's
+/// connection fields read: every batch then connects to its own warehouse (a
+/// DuckDB file, a schema), which one parse per worker cannot follow.
+pub(crate) fn batch_env_in_profile(s: &RunSettings) -> Option<String> {
+    let batch_keys: Vec<&str> = s
+        .env
+        .iter()
+        .filter(|t| t.value.contains("{batch}"))
+        .map(|t| t.key.as_str())
+        .collect();
+    if batch_keys.is_empty() {
+        return None;
+    }
+    let profile = load_profile(s)?;
+    let mut reads = super::inputs::Reads::default();
+    for (field, text) in &profile.fields {
+        if !ignored(field) {
+            reads.extend(&super::inputs::scan(text));
+        }
+    }
+    batch_keys
+        .into_iter()
+        .find(|k| reads.env.contains(*k))
+        .map(str::to_string)
+}
+
 /// Reads the project's profile target, if it can be found and read.
 pub(crate) fn load_profile(s: &RunSettings) -> Option<ProfileTarget> {
     let project: Value = serde_yaml_ng::from_str(

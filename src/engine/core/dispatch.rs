@@ -16,13 +16,23 @@ impl EngineCore {
     /// in the budget, and the first queued batch whose prerequisites have all
     /// succeeded and whose relations no running batch writes.
     pub fn next_dispatch(&self) -> Option<(usize, usize)> {
+        self.pick(true)
+    }
+
+    /// As `next_dispatch`; `need_ready: false` also counts slots whose warm
+    /// worker is still on its way, and batches that wait for the parse check's
+    /// verdict (the run is then waiting, not idle).
+    fn pick(&self, need_ready: bool) -> Option<(usize, usize)> {
         if self.queue_paused || self.shutting_down {
             return None;
         }
-        let slot = self
-            .slots
-            .iter()
-            .position(|s| !s.paused && !s.retiring && s.running.is_none())?;
+        let slot = self.slots.iter().position(|s| {
+            !s.paused
+                && !s.retiring
+                && s.running.is_none()
+                && (!need_ready || self.ready(s))
+                && (!need_ready || self.cfg.first_only.is_none() || s.number == 1)
+        })?;
         let held: BTreeSet<&str> = self
             .slots
             .iter()
@@ -37,9 +47,16 @@ impl EngineCore {
             .collect();
         let batch = self.queue.iter().copied().find(|&b| {
             let st = &self.batches[b];
-            st.after
-                .iter()
-                .all(|&p| self.batches[p].status == BatchStatus::Succeeded)
+            (!need_ready
+                || self
+                    .cfg
+                    .first_only
+                    .as_ref()
+                    .is_none_or(|id| *id == st.batch.id))
+                && st
+                    .after
+                    .iter()
+                    .all(|&p| self.batches[p].status == BatchStatus::Succeeded)
                 && !st.batch.locks.iter().any(|l| held.contains(l.as_str()))
         })?;
         // The first batch that may start waits for room in the budget: the
@@ -48,6 +65,66 @@ impl EngineCore {
             return None;
         }
         Some((batch, slot))
+    }
+
+    /// Whether a batch may go to this slot now. In warm mode only to a worker
+    /// that has parsed: a batch given to one still parsing would wait for it and
+    /// be charged its parse, while another worker may be ready sooner. A worker
+    /// that failed to start takes the batch (it tries again and says why when
+    /// it cannot); a slot with no worker gets one from `wanted_slots`.
+    fn ready(&self, s: &Slot) -> bool {
+        use crate::engine::messages::WarmState;
+        if self.cfg.mode.mode != crate::engine::warm::check::Mode::Warm {
+            return true;
+        }
+        s.warm
+            .as_ref()
+            .is_some_and(|w| matches!(w.state, WarmState::Idle | WarmState::Failed))
+    }
+
+    /// The slots worth a worker now: those running a batch, then as many free
+    /// ones as queued batches could run beside them. A warm worker parses for
+    /// seconds to minutes on a big project and holds memory; one merged batch,
+    /// or windows that take turns on one DuckDB file, need one worker, not all.
+    /// Batches that wait on prerequisites still count (their workers should be
+    /// warm when they may start); those a failed prerequisite blocks do not.
+    pub fn wanted_slots(&self) -> Vec<usize> {
+        let mut held: BTreeSet<&str> = BTreeSet::new();
+        let mut wanted: Vec<usize> = Vec::new();
+        for s in &self.slots {
+            if let Some(r) = &s.running {
+                wanted.push(s.number);
+                held.extend(
+                    self.batches[r.key.batch]
+                        .batch
+                        .locks
+                        .iter()
+                        .map(String::as_str),
+                );
+            }
+        }
+        let mut could_run = 0usize;
+        for &b in self.queue.iter().filter(|_| !self.shutting_down) {
+            let st = &self.batches[b];
+            let blocked = st.after.iter().any(|&p| {
+                let s = self.batches[p].status;
+                s.is_terminal() && s != BatchStatus::Succeeded
+            });
+            if blocked || st.batch.locks.iter().any(|l| held.contains(l.as_str())) {
+                continue;
+            }
+            held.extend(st.batch.locks.iter().map(String::as_str));
+            could_run += 1;
+        }
+        let free = self
+            .slots
+            .iter()
+            .filter(|s| s.running.is_none() && !s.retiring && !s.paused)
+            .map(|s| s.number)
+            .take(could_run);
+        wanted.extend(free);
+        wanted.sort_unstable();
+        wanted
     }
 
     /// A batch's connections while it runs: its own threads, else the run's.
@@ -352,7 +429,7 @@ impl EngineCore {
     /// Nothing runs and nothing can start without a command (the queue is
     /// empty, paused, or holds only batches whose prerequisites failed).
     pub fn is_idle(&self) -> bool {
-        self.running_count() == 0 && self.next_dispatch().is_none()
+        self.running_count() == 0 && self.pick(false).is_none()
     }
 
     fn check_idle(&mut self) -> Vec<Effect> {

@@ -78,6 +78,9 @@ pub(crate) struct CoreConfig {
     pub allow_empty: bool,
     /// The run's `--selector`, to name what a batch selects.
     pub selector: Option<String>,
+    /// While the parse check's verdict is still to come: the one batch that
+    /// may run before it (on worker 1, which parsed with its inputs).
+    pub first_only: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -189,8 +192,29 @@ impl EngineCore {
             .collect()
     }
 
-    /// A slot's warm process changed state.
-    pub fn on_warm(&mut self, worker: usize, view: WarmView) -> Vec<Effect> {
+    /// The parse check's verdict, after the first batch may have started:
+    /// alike lets every batch run warm; a difference runs the rest cold.
+    pub fn on_verdict(&mut self, verdict: Result<(), String>, now: f64) -> Vec<Effect> {
+        use crate::engine::warm::check::{Mode, ModeChoice};
+        self.cfg.first_only = None;
+        let mut fx = Vec::new();
+        if let Err(why) = verdict {
+            fx.push(Self::notice(
+                crate::dbt::events::Level::Warn,
+                format!("running cold from now on: {why}"),
+            ));
+            self.cfg.mode = ModeChoice {
+                mode: Mode::Cold,
+                reason: Some(why),
+            };
+        }
+        self.wake();
+        fx.extend(self.dispatch(now));
+        fx
+    }
+
+    /// A slot's warm process changed state; one that is ready may take a batch.
+    pub fn on_warm(&mut self, worker: usize, view: WarmView, now: f64) -> Vec<Effect> {
         let Some(slot) = self.slots.iter_mut().find(|s| s.number == worker) else {
             return Vec::new();
         };
@@ -206,12 +230,8 @@ impl EngineCore {
             fx.push(Effect::Journal(JournalEntry::WorkerStarted { worker, pid }));
         }
         fx.push(self.workers_changed());
+        fx.extend(self.dispatch(now));
         fx
-    }
-
-    /// The numbers of the slots that exist now (retiring ones included).
-    pub fn slot_numbers(&self) -> Vec<usize> {
-        self.slots.iter().map(|s| s.number).collect()
     }
 
     pub fn running_count(&self) -> usize {

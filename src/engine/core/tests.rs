@@ -52,6 +52,7 @@ fn core_of(
         },
         allow_empty: false,
         selector: None,
+        first_only: None,
     };
     EngineCore::new(cfg, plan, &BTreeMap::new())
 }
@@ -1826,4 +1827,134 @@ fn committed_a_then_retried(signal: i32) -> EngineCore {
     c.on_attempt(signalled(k1, signal), 3.0);
     c.on_command(Command::Retry(0), 4.0);
     c
+}
+
+fn warm_core(plan: Vec<Batch>, workers: usize) -> EngineCore {
+    let mut c = core_of(plan, workers, 1, 100, 0);
+    c.cfg.mode.mode = crate::engine::warm::check::Mode::Warm;
+    c
+}
+
+fn warm(state: crate::engine::messages::WarmState) -> WarmView {
+    WarmView {
+        state,
+        parse_s: None,
+        runs: 0,
+        pid: Some(7),
+    }
+}
+
+#[test]
+fn workers_are_wanted_only_for_batches_that_could_run_beside_each_other() {
+    // One batch, four slots: one worker.
+    let mut c = core(1, 4, 1, 100, 0);
+    assert_eq!(c.wanted_slots(), [1]);
+    c.start(0.0);
+    assert_eq!(c.wanted_slots(), [1], "the running slot, nothing more");
+    // Windows taking turns on one DuckDB file: one worker, whatever --workers says.
+    let c = core_of(
+        linked(&[(&[], &["f"]), (&[], &["f"]), (&[], &["f"])]),
+        4,
+        1,
+        100,
+        0,
+    );
+    assert_eq!(c.wanted_slots(), [1]);
+    // Two that may run at once, one waiting on a prerequisite: three.
+    let c = core_of(linked(&[(&[], &[]), (&[], &[]), (&[0], &[])]), 4, 1, 100, 0);
+    assert_eq!(c.wanted_slots(), [1, 2, 3]);
+    // The last batch finished: no worker is wanted any more.
+    let mut c = core(1, 2, 1, 100, 0);
+    c.start(0.0);
+    c.on_attempt(
+        exited(key(0, 1), 0, Ok(rr("i", &[("model.a", "success")]))),
+        1.0,
+    );
+    assert!(c.wanted_slots().is_empty(), "{:?}", c.wanted_slots());
+}
+
+#[test]
+fn a_warm_batch_waits_for_a_parsed_worker_and_the_run_is_not_idle_meanwhile() {
+    use crate::engine::messages::WarmState;
+    let mut c = warm_core(batches(2), 2);
+    let fx = c.start(0.0);
+    assert!(launches(&fx).is_empty(), "no worker is parsed yet: {fx:?}");
+    assert!(
+        !c.is_idle(),
+        "batches wait for workers: the run is not idle"
+    );
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Emit(Event::Idle))));
+    c.on_warm(1, warm(WarmState::Parsing), 1.0);
+    let fx = c.on_warm(2, warm(WarmState::Idle), 2.0);
+    assert_eq!(
+        launches(&fx)
+            .iter()
+            .map(|l| (l.0.batch, l.1))
+            .collect::<Vec<_>>(),
+        [(0, 2)],
+        "the first batch goes to the worker that is ready, not to the one parsing"
+    );
+    let fx = c.on_attempt(
+        exited(key(0, 1), 0, Ok(rr("i", &[("model.a", "success")]))),
+        3.0,
+    );
+    assert_eq!(
+        launches(&fx)
+            .iter()
+            .map(|l| (l.0.batch, l.1))
+            .collect::<Vec<_>>(),
+        [(1, 2)],
+        "worker 2, ready again, takes the second batch"
+    );
+    assert_eq!(c.wanted_slots(), [2], "worker 1, still parsing, is let go");
+    // A worker that could not start takes batches (and says why it fails).
+    let mut c = warm_core(batches(1), 1);
+    c.start(0.0);
+    let fx = c.on_warm(1, warm(WarmState::Failed), 1.0);
+    assert_eq!(launches(&fx).len(), 1);
+}
+
+#[test]
+fn before_the_parse_verdict_only_the_first_batch_runs_and_only_on_worker_1() {
+    use crate::engine::messages::WarmState;
+    let mut c = warm_core(batches(3), 2);
+    c.cfg.first_only = Some("b0".into());
+    c.start(0.0);
+    c.on_warm(2, warm(WarmState::Idle), 0.5);
+    let fx = c.on_warm(1, warm(WarmState::Idle), 1.0);
+    assert_eq!(
+        launches(&fx)
+            .iter()
+            .map(|l| (l.0.batch, l.1))
+            .collect::<Vec<_>>(),
+        [(0, 1)],
+        "worker 1 parsed with b0's inputs: b0 runs on it, nothing else yet"
+    );
+    let fx = c.on_attempt(
+        exited(key(0, 1), 0, Ok(rr("i", &[("model.a", "success")]))),
+        2.0,
+    );
+    assert!(launches(&fx).is_empty(), "{fx:?}");
+    assert!(!c.is_idle(), "waiting for the verdict is not idle");
+    let fx = c.on_verdict(Ok(()), 3.0);
+    assert_eq!(launches(&fx).len(), 2, "alike: the rest run warm: {fx:?}");
+    assert_eq!(c.run_info().mode, "warm");
+
+    // A difference: the rest run cold, at once, and it is said.
+    let mut c = warm_core(batches(2), 1);
+    c.cfg.first_only = Some("b0".into());
+    c.start(0.0);
+    c.on_warm(1, warm(WarmState::Parsing), 0.5);
+    let fx = c.on_verdict(Err("batches parse differently".into()), 1.0);
+    assert_eq!(
+        launches(&fx).len(),
+        1,
+        "cold needs no parsed worker: {fx:?}"
+    );
+    assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Notice { text, .. }) if text.contains("running cold from now on"))));
+    assert_eq!(c.run_info().mode, "cold");
+    assert_eq!(
+        c.run_info().mode_reason.as_deref(),
+        Some("batches parse differently")
+    );
 }

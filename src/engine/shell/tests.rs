@@ -163,6 +163,8 @@ fn rig_with(
         },
         warm_status: None,
         shared_parse: None,
+        preparation: None,
+        pending: None,
     })
     .unwrap();
     Rig {

@@ -14,10 +14,13 @@ use tokio::sync::mpsc;
 
 use super::launcher::{WarmLauncher, WarmSetup, workers_dir};
 use super::process::{install, interpreter};
+use super::slot::Leave;
+use super::verdict::{self, Judge, Pending, Second};
 use crate::cli::ModeArg;
 use crate::config::RunSettings;
 use crate::engine::launcher::{Launcher, ProcessLauncher};
 use crate::engine::messages::WarmView;
+use crate::engine::parse::SharedParse;
 use crate::plan::Batch;
 use crate::usage;
 
@@ -42,6 +45,8 @@ pub(crate) struct Runner {
     pub launcher: Arc<dyn Launcher>,
     /// The warm workers' states, for the faces.
     pub warm_status: Option<mpsc::Receiver<(usize, WarmView)>>,
+    /// The parse check's verdict, when the first batch need not wait for it.
+    pub pending: Option<Pending>,
 }
 
 pub(crate) fn cold(reason: Option<String>) -> Runner {
@@ -52,18 +57,31 @@ pub(crate) fn cold(reason: Option<String>) -> Runner {
         },
         launcher: Arc::new(ProcessLauncher),
         warm_status: None,
+        pending: None,
     }
 }
 
 /// Picks the mode and starts what it needs. With `--mode warm`, a reason not to
 /// run warm is a usage error; with `auto` it is a line and a cold run.
+/// What the run asks of the choice.
+pub(crate) struct Choice<'a> {
+    pub requested: ModeArg,
+    pub recycle: u32,
+    /// Partial parse files made while resolving the plan, to start from.
+    pub made: &'a [SharedParse],
+}
+
 pub(crate) async fn choose(
     settings: &RunSettings,
     plan: &[Batch],
     state_dir: &Path,
-    requested: ModeArg,
-    recycle: u32,
+    choice: Choice<'_>,
 ) -> color_eyre::Result<Runner> {
+    let Choice {
+        requested,
+        recycle,
+        made,
+    } = choice;
     if requested == ModeArg::Cold {
         return Ok(cold(None));
     }
@@ -76,6 +94,15 @@ pub(crate) async fn choose(
         }
         Ok(cold(Some(why)))
     };
+    if plan.len() > 1
+        && let Some(key) = crate::graph::warehouse::batch_env_in_profile(settings)
+    {
+        // Known from the options and profiles.yml alone: no parse needed to say so.
+        return refuse(format!(
+            "{key} uses {{batch}} and the profile reads it, so each batch has its own \
+             warehouse, which a worker's one parse cannot follow: use {{worker}} for warm workers"
+        ));
+    }
     let python = match interpreter(&settings.dbt) {
         Ok(p) => p,
         Err(e) => return refuse(format!("warm workers need dbt's Python: {e}")),
@@ -94,57 +121,90 @@ pub(crate) async fn choose(
         parse_batch: first.clone(),
         recycle,
         status: status_tx,
+        seeds: made.to_vec(),
     };
     eprintln!("dbt-herd: starting warm dbt workers: checking that batches parse alike…");
     let a = setup.slot(1, first);
-    let result = if plan.len() == 1 {
-        a.start(false).await.map(|(w, _)| (w, None::<()>))
+    // Worker 2 parses anyway: with the last batch's inputs it is the check's
+    // second parse, when nothing in its environment but its number differs
+    // from worker 1's. Otherwise the check parses with worker 1's environment,
+    // in its own dirs, and says nothing to the faces.
+    let second_is_worker_2 =
+        settings.workers > 1 && !settings.env.iter().any(|t| t.value.contains("{worker}"));
+    if plan.len() == 1 {
+        return match a.start(false, &mut Leave::never()).await {
+            Ok((w, _)) => Ok(warm_runner(setup, [(1, w)].into(), status_rx, None)),
+            Err(e) => refuse(format!("the warm worker could not start: {e}")),
+        };
+    }
+    let b = if second_is_worker_2 {
+        setup.slot(2, last)
     } else {
-        // The same worker's environment, the last batch's vars and `{batch}`
-        // values, its own dirs, and no word to the faces.
         let mut b = setup.slot_in(1, last, dir.join("check"));
         b.status = mpsc::channel(1).0;
-        let (ra, rb) = tokio::join!(a.start(true), b.start(true));
-        match (ra, rb) {
-            (Ok((wa, da)), Ok((wb, db))) => {
-                super::slot::retire(wb, settings.grace_term).await;
-                match first_difference(&da.unwrap_or_default(), &db.unwrap_or_default()) {
-                    None => Ok((wa, None)),
-                    Some(diff) => {
-                        super::slot::retire(wa, settings.grace_term).await;
-                        let hint = settings
-                            .env
-                            .iter()
-                            .find(|t| t.value.contains("{batch}"))
-                            .map_or_else(
-                                || "a var or env_var is rendered at parse time (in config(), enabled= or sources.yml); run cold, or keep parse-time values the same for every batch".to_string(),
-                                |t| format!("{} uses {{batch}}; use {{worker}} for warm workers", t.key),
-                            );
-                        return refuse(format!(
-                            "batches parse differently ({diff} with {} and with {}): {hint}",
-                            first.id, last.id
-                        ));
-                    }
-                }
-            }
-            (Err(e), other) | (other, Err(e)) => {
-                if let Ok((w, _)) = other {
-                    super::slot::retire(w, settings.grace_term).await;
-                }
-                Err(e)
-            }
+        b
+    };
+    let second = Second::start(b);
+    let (wa, digest) = match a.start(true, &mut Leave::never()).await {
+        Ok((w, d)) => (w, d.unwrap_or_default()),
+        Err(e) => {
+            second.abandon(settings.grace_term).await;
+            return refuse(format!("the warm worker could not start: {e}"));
         }
     };
-    match result {
-        Ok((warm, _)) => Ok(Runner {
-            choice: ModeChoice {
-                mode: Mode::Warm,
-                reason: None,
-            },
-            launcher: Arc::new(WarmLauncher::new(setup, Some(warm))),
-            warm_status: Some(status_rx),
-        }),
-        Err(e) => refuse(format!("the warm worker could not start: {e}")),
+    let judge = Judge {
+        digest,
+        first: first.id.clone(),
+        last: last.id.clone(),
+        hint: verdict::hint(settings),
+        grace: settings.grace_term,
+    };
+    if requested == ModeArg::Warm {
+        // Asked for warm: a difference is an error before any batch runs.
+        return match second.judge(judge, second_is_worker_2).await {
+            (Ok(()), wb) => {
+                let ready = std::iter::once((1, wa)).chain(wb.map(|w| (2, w))).collect();
+                Ok(warm_runner(setup, ready, status_rx, None))
+            }
+            (Err(why), _) => {
+                super::slot::retire(wa, settings.grace_term).await;
+                refuse(why)
+            }
+        };
+    }
+    // The first batch may run on worker 1 now; the rest wait for the verdict.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let pending = Pending {
+        batch: first.id.clone(),
+        verdict: rx,
+    };
+    let launcher = WarmLauncher::new(setup, [(1, wa)].into());
+    launcher.await_second(second, judge, second_is_worker_2.then_some(2), tx);
+    Ok(Runner {
+        choice: ModeChoice {
+            mode: Mode::Warm,
+            reason: None,
+        },
+        launcher: Arc::new(launcher),
+        warm_status: Some(status_rx),
+        pending: Some(pending),
+    })
+}
+
+fn warm_runner(
+    setup: WarmSetup,
+    ready: std::collections::BTreeMap<usize, super::slot::Warm>,
+    status: mpsc::Receiver<(usize, WarmView)>,
+    pending: Option<Pending>,
+) -> Runner {
+    Runner {
+        choice: ModeChoice {
+            mode: Mode::Warm,
+            reason: None,
+        },
+        launcher: Arc::new(WarmLauncher::new(setup, ready)),
+        warm_status: Some(status),
+        pending,
     }
 }
 

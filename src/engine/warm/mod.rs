@@ -8,7 +8,8 @@
 //!   replacement);
 //! - `batch`: one batch on a worker (its logs, reports and the stop ladder);
 //! - `launcher`: the `Launcher` that hands batches to slots;
-//! - `check`: warm or cold (do batches parse alike?).
+//! - `check`: warm or cold (do batches parse alike?);
+//! - `verdict`: the check's second parse, which the first batch need not wait for.
 
 mod batch;
 pub(crate) mod check;
@@ -16,3 +17,4 @@ pub(crate) mod launcher;
 mod process;
 mod protocol;
 mod slot;
+pub(crate) mod verdict;

@@ -38,7 +38,11 @@ pub(crate) struct SlotConfig {
     /// The argv of its parse (after `dbt`), and the environment for it.
     pub parse_args: Vec<String>,
     pub parse_env: BTreeMap<String, Option<String>>,
-    /// Where the worker's own output goes when no batch runs.
+    /// A partial parse with the parse's vars to start from (dbt decides
+    /// whether it still fits: profile, target, env vars, files).
+    pub seed: Option<crate::engine::parse::SharedParse>,
+    /// Where the worker's own output goes when no batch runs (and its parse's
+    /// target dir, `target/`).
     pub log_dir: PathBuf,
     /// Batches a process runs before it is replaced by a fresh one.
     pub recycle: u32,
@@ -71,6 +75,44 @@ impl Warm {
     }
 }
 
+/// Word that the engine let go of the slot: a worker still starting or parsing
+/// for it is stopped at once instead of finishing a parse nobody will use.
+pub(crate) struct Leave {
+    rx: Option<tokio::sync::oneshot::Receiver<()>>,
+    left: bool,
+}
+
+impl Leave {
+    /// For a worker that only the one who started it can stop (the mode check).
+    pub fn never() -> Self {
+        Self {
+            rx: None,
+            left: false,
+        }
+    }
+
+    /// Left once the sender is dropped.
+    pub fn on(rx: tokio::sync::oneshot::Receiver<()>) -> Self {
+        Self {
+            rx: Some(rx),
+            left: false,
+        }
+    }
+
+    async fn wait(&mut self) {
+        if self.left {
+            return;
+        }
+        match &mut self.rx {
+            Some(rx) => {
+                let _ = rx.await;
+                self.left = true;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// What starting a worker gave, with the parse's digest when asked for.
 pub(crate) type Started = (Warm, Option<serde_json::Map<String, serde_json::Value>>);
 
@@ -90,19 +132,23 @@ impl SlotConfig {
 
     /// Starts a worker and has it parse; `digest` asks for the parse-invariance
     /// digest. On failure, the reason (with what the worker printed).
-    pub async fn start(&self, digest: bool) -> Result<Started, String> {
+    pub async fn start(&self, digest: bool, leave: &mut Leave) -> Result<Started, String> {
         self.status(WarmState::Starting, None, 0, None);
-        let result = self.start_inner(digest).await;
+        let result = self.start_inner(digest, leave).await;
         match &result {
             Ok((w, _)) => self.status(WarmState::Idle, Some(w.parse_s), 0, Some(w.pid())),
+            Err(_) if leave.left => self.status(WarmState::Stopped, None, 0, None),
             Err(_) => self.status(WarmState::Failed, None, 0, None),
         }
         result
     }
 
-    async fn start_inner(&self, digest: bool) -> Result<Started, String> {
+    async fn start_inner(&self, digest: bool, leave: &mut Leave) -> Result<Started, String> {
         std::fs::create_dir_all(&self.log_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.log_dir.display()))?;
+        if let Some(seed) = &self.seed {
+            seed.seed(&self.log_dir.join("target"));
+        }
         let mut proc = WorkerProcess::spawn(
             &self.interpreter,
             &self.program,
@@ -169,8 +215,11 @@ impl SlotConfig {
                     None => return Err("the worker ended while parsing".into()),
                 }
             }
-        }
-        .await;
+        };
+        let outcome = tokio::select! {
+            o = outcome => o,
+            () = leave.wait() => Err("the run no longer needs this worker".into()),
+        };
         match outcome {
             Ok((parse_s, digest)) => {
                 let parse_s = if parse_s > 0.0 {
@@ -215,9 +264,14 @@ async fn next_reply(
 
 /// Serves jobs until the engine lets go of the slot. `warm` is a worker that
 /// is already parsed, if one is.
-pub(crate) async fn serve(cfg: SlotConfig, mut jobs: mpsc::Receiver<Job>, mut warm: Option<Warm>) {
+pub(crate) async fn serve(
+    cfg: SlotConfig,
+    mut jobs: mpsc::Receiver<Job>,
+    mut warm: Option<Warm>,
+    mut leave: Leave,
+) {
     if warm.is_none() {
-        warm = cfg.start(false).await.ok().map(|(w, _)| w);
+        warm = cfg.start(false, &mut leave).await.ok().map(|(w, _)| w);
     }
     loop {
         enum Next {
@@ -237,7 +291,7 @@ pub(crate) async fn serve(cfg: SlotConfig, mut jobs: mpsc::Receiver<Job>, mut wa
                 if let Some(w) = warm.take() {
                     stop(w.proc, cfg.grace_term).await;
                 }
-                warm = cfg.start(false).await.ok().map(|(w, _)| w);
+                warm = cfg.start(false, &mut leave).await.ok().map(|(w, _)| w);
                 continue;
             }
             Next::Job(job) => job,
@@ -246,11 +300,12 @@ pub(crate) async fn serve(cfg: SlotConfig, mut jobs: mpsc::Receiver<Job>, mut wa
             if let Some(w) = warm.take() {
                 retire(w, cfg.grace_term).await;
             }
+            cfg.status(WarmState::Stopped, None, 0, None);
             return;
         };
         let w = match warm.take() {
             Some(w) => w,
-            None => match cfg.start(false).await {
+            None => match cfg.start(false, &mut Leave::never()).await {
                 Ok((w, _)) => w,
                 Err(error) => {
                     let key = job.spec.key;
@@ -271,13 +326,13 @@ pub(crate) async fn serve(cfg: SlotConfig, mut jobs: mpsc::Receiver<Job>, mut wa
             Some(w) if w.runs >= cfg.recycle => {
                 // Bounded memory: a fresh process after so many batches.
                 retire(w, cfg.grace_term).await;
-                warm = cfg.start(false).await.ok().map(|(w, _)| w);
+                warm = cfg.start(false, &mut leave).await.ok().map(|(w, _)| w);
             }
             Some(w) => {
                 cfg.status(WarmState::Idle, Some(w.parse_s), w.runs, Some(w.pid()));
                 warm = Some(w);
             }
-            None => warm = cfg.start(false).await.ok().map(|(w, _)| w),
+            None => warm = cfg.start(false, &mut leave).await.ok().map(|(w, _)| w),
         }
     }
 }

@@ -35,6 +35,7 @@ fn worker_word(w: &WorkerView) -> String {
                 None => "WARM idle".into(),
             },
             WarmState::Failed => "FAILED to start dbt".into(),
+            WarmState::Stopped => "no dbt process (nothing it could run)".into(),
         },
         _ => "idle".into(),
     }
