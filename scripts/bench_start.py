@@ -11,7 +11,9 @@ incremental model. Prints, per run: wall to the first batch (from launch to the
 journal's first `attempt_started`), that as a multiple of the parse, the whole
 run's wall and CPU (user+sys of every process it started), how long the run
 took to end after its last batch, the mode it ended in, and how many warm
-workers started. REPS (env, default 1) repeats each run; medians are shown.
+workers started, and its exit status. The selected model's parents are not
+built, so its batches fail (exit 1): what is measured is the start. REPS (env,
+default 1) repeats each run; medians are shown.
 """
 import json, os, resource, shutil, statistics, subprocess, sys, time
 from datetime import datetime
@@ -34,8 +36,6 @@ def timed(argv, env=None, cwd=None):
     wall = time.time() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if p.returncode not in (0,):
-        sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
     return wall, cpu, t0, p.returncode
 
 
@@ -62,9 +62,8 @@ def herd_run(project, n, mode, files, tag):
     s = json.load(open(os.path.join(state, "summary.json")))
     end_after = ts(s["finished_at"]) - last
     workers = len({r["worker"] for r in j if r["record"] == "worker_started"})
-    ok = code == 0 and all(b["status"] == "succeeded" for b in s["batches"])
     return {"first": first - t0, "wall": wall, "cpu": cpu, "end_after": end_after,
-            "mode": s["mode"], "workers": workers, "ok": ok}
+            "mode": s["mode"], "workers": workers, "exit": code}
 
 
 def median(rows, key):
@@ -90,13 +89,12 @@ for n in sizes:
     print(f"\n{n} models · one `dbt parse --no-partial-parse`: {pw:.1f} s wall, {pc:.1f} s CPU"
           f" (median of {reps})")
     print(f"{'mode':<6} {'warehouse':<13} {'first batch':>12} {'× parse':>8} {'run wall':>9} "
-          f"{'run CPU':>8} {'end after last':>15} {'ended':>6} {'workers':>8}")
+          f"{'run CPU':>8} {'end after last':>15} {'ended':>6} {'workers':>8} {'exit':>5}")
     for files in ("shared", "worker"):
         for mode in ("auto", "cold", "warm"):
             rows = [herd_run(project, n, mode, files, f"{mode}-{files}-{i}") for i in range(reps)]
-            bad = "" if all(r["ok"] for r in rows) else "  (NOT ALL SUCCEEDED)"
             label = "one file" if files == "shared" else "{worker} files"
             print(f"{mode:<6} {label:<13} {median(rows, 'first'):>10.1f} s "
                   f"{median(rows, 'first') / pw:>7.2f}× {median(rows, 'wall'):>7.1f} s "
                   f"{median(rows, 'cpu'):>6.1f} s {median(rows, 'end_after'):>13.1f} s "
-                  f"{rows[0]['mode']:>6} {rows[0]['workers']:>8}{bad}", flush=True)
+                  f"{rows[0]['mode']:>6} {rows[0]['workers']:>8} {rows[0]['exit']:>5}", flush=True)

@@ -350,9 +350,11 @@ fn a_typo_selector_is_refused_before_anything_runs() {
     assert!(batches.iter().all(|b| b["status"] == "pending"), "{sm}");
 }
 
-#[test]
-fn ctrl_c_while_preparing_leaves_every_batch_pending_and_resume_runs_them() {
-    let s = setup("pi-prep", "exactly_once");
+/// Ctrl-C once stderr says the run is `at` a phase of its preparation: exit
+/// 130 at once, no dbt left, every batch pending in summary.json; then
+/// `--resume` runs them, each day's rows once, and records its preparation.
+fn ctrl_c_while(name: &str, at: &str, mode: &str) {
+    let s = setup(name, "exactly_once");
     let _reaper = Reaper(s.tag.clone());
     let db = s.path("wh.duckdb");
     let wh = format!("DUCKDB_PATH={}", db.display());
@@ -363,16 +365,15 @@ fn ctrl_c_while_preparing_leaves_every_batch_pending_and_resume_runs_them() {
         &wh,
         "--env",
         "EO_SLOW_ROWS=10",
+        "--mode",
+        mode,
     ];
     let r = start(s.herd(&args));
-    assert!(
-        wait_for(LONG, || r.stderr().contains("resolving the plan")),
-        "{}",
-        r.stderr()
-    );
+    assert!(wait_for(LONG, || r.stderr().contains(at)), "{}", r.stderr());
     r.signal(libc::SIGINT);
     let out = r.finish(LONG);
     assert_eq!(out.code, Some(130), "{}", out.both());
+    assert!(out.stderr.contains("interrupted while"), "{}", out.both());
     let sm = summary(&s.state);
     assert_eq!(sm["exit_code"], 130);
     let ids: Vec<&str> = sm["batches"]
@@ -385,7 +386,10 @@ fn ctrl_c_while_preparing_leaves_every_batch_pending_and_resume_runs_them() {
         })
         .collect();
     assert_eq!(ids, ["2024-01-01", "2024-01-02"]);
-    assert!(tagged_processes(&s.tag).is_empty(), "dbt ls left running");
+    assert!(
+        tagged_processes(&s.tag).is_empty(),
+        "dbt left running after Ctrl-C while {at}"
+    );
 
     let mut c = Command::new(bin());
     c.args(["run", "--headless", "--resume"])
@@ -393,9 +397,94 @@ fn ctrl_c_while_preparing_leaves_every_batch_pending_and_resume_runs_them() {
         .args(["--env", &wh, "--env", "EO_SLOW_ROWS=10"])
         .args(["--env", &format!("HERD_TEST_TAG={}", s.tag)]);
     let out = start(c).finish(LONG);
-    assert_all_succeeded(&out, &s.state, 2);
+    let sm = assert_all_succeeded(&out, &s.state, 2);
     assert_eq!(
         rows_per_day(&s.dbt, &db),
         [(day(1), "16".to_string()), (day(2), "16".to_string())]
+    );
+    // The resumed run's preparation is in its summary, phase by phase, and
+    // counts from its launch.
+    let prep = &sm["preparation"];
+    let phases: Vec<&str> = prep["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert!(p["seconds"].as_f64().unwrap() >= 0.0, "{prep}");
+            p["phase"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(&phases[..2], ["resolve", "mode"], "{prep}");
+    let launched = prep["launched_at"].as_str().unwrap();
+    let started = sm["started_at"].as_str().unwrap();
+    assert!(launched <= started, "{launched} is after {started}");
+}
+
+#[test]
+fn ctrl_c_while_resolving_leaves_every_batch_pending_and_resume_runs_them() {
+    ctrl_c_while("pi-prep", "resolving the plan", "auto");
+}
+
+#[test]
+fn ctrl_c_while_warm_workers_parse_leaves_every_batch_pending_and_resume_runs_them() {
+    ctrl_c_while("pi-prep-warm", "starting warm dbt workers", "warm");
+}
+
+/// A run that cannot prepare: exit 2 and one line on stderr with dbt's own
+/// message (not its last line), and nothing else said after it.
+fn refused_while_preparing(s: &Setup, extra: &[&str]) -> String {
+    let db = s.path("wh.duckdb");
+    let wh = format!("DUCKDB_PATH={}", db.display());
+    let mut args = vec!["--backfill", "2024-01-01..2024-01-03", "--env", &wh];
+    args.extend_from_slice(extra);
+    let out = s.run(&args);
+    assert_eq!(out.code, Some(2), "{}", out.both());
+    assert!(!out.stderr.contains("panicked"), "{}", out.both());
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cannot resolve the plan"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.both());
+    assert_eq!(
+        out.stderr.trim().lines().last(),
+        Some(errors[0]),
+        "the error is the last word: {}",
+        out.both()
+    );
+    assert!(!db.exists(), "nothing reached the warehouse");
+    errors[0].to_string()
+}
+
+#[test]
+fn a_wrong_target_is_refused_with_dbts_own_message() {
+    let s = setup("pi-target", "exactly_once");
+    let _reaper = Reaper(s.tag.clone());
+    let line = refused_while_preparing(&s, &["--target", "nope"]);
+    assert!(
+        line.contains("does not have a target named 'nope'") && line.contains("- dev"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_broken_profiles_yml_is_refused_naming_the_file_and_the_problem() {
+    let s = setup("pi-yaml", "exactly_once");
+    let _reaper = Reaper(s.tag.clone());
+    let profiles = s.project.join("profiles.yml");
+    std::fs::write(
+        &profiles,
+        "exactly_once:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n     path: x\n",
+    )
+    .unwrap();
+    let line = refused_while_preparing(&s, &[]);
+    assert!(line.contains("profiles.yml"), "{line}");
+    assert!(
+        line.contains(&profiles.display().to_string()),
+        "names the file: {line}"
+    );
+    assert!(
+        line.contains("did not find expected key"),
+        "dbt's problem: {line}"
     );
 }

@@ -111,6 +111,8 @@ select public.herd_wait_release() as released
 ";
 
 const QUICK: &str = "{{ config(materialized='table') }}\nselect 1 as x\n";
+/// A table that reads the slow one: its batch runs after it.
+const AFTER_SLOW: &str = "{{ config(materialized='table') }}\nselect * from {{ ref('slow') }}\n";
 
 /// The windows project, copied, with these extra models.
 fn windows_project_with(models: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
@@ -373,6 +375,10 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
         ("slow.sql", SLOW_UNTIL_RELEASED),
         ("quick1.sql", QUICK),
         ("quick2.sql", QUICK),
+        // Batches that wait for the slow one keep two workers warm while it
+        // runs: with nothing left to run, an idle worker would be let go.
+        ("after_slow1.sql", AFTER_SLOW),
+        ("after_slow2.sql", AFTER_SLOW),
     ]);
     pg.write_profiles(work.path(), "herd_windows", 1);
     pg.sql(
@@ -405,6 +411,10 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
             "quick1",
             "-s",
             "quick2",
+            "-s",
+            "after_slow1",
+            "-s",
+            "after_slow2",
             "--workers",
             "3",
             "--threads",
@@ -461,17 +471,17 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
     );
     let s = summary(&state);
     assert_eq!(s["mode"], "warm", "{s}");
-    for b in ["slow", "quick1", "quick2"] {
+    for b in ["slow", "quick1", "quick2", "after_slow1", "after_slow2"] {
         assert_eq!(batch(&s, b)["status"], "succeeded", "{s}");
     }
-    // Three different workers ran the three batches.
+    // The quick batches ran beside the slow one, on other workers.
     let j = common::running::journal(&state);
     let ran_on: std::collections::BTreeSet<u64> = j
         .iter()
         .filter(|r| r["record"] == "attempt_started")
         .map(|r| r["worker"].as_u64().unwrap())
         .collect();
-    assert_eq!(ran_on.len(), 3, "{j:?}");
+    assert!(ran_on.len() >= 2, "{j:?}");
     assert!(
         wait_for(Duration::from_secs(5), || tagged_processes(&t).is_empty()),
         "processes left: {:?}",

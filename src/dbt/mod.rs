@@ -3,4 +3,5 @@
 
 pub mod argv;
 pub mod events;
+pub mod failure;
 pub mod run_results;

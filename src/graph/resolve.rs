@@ -361,8 +361,12 @@ async fn load(
     let mut by_identity: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (i, result) in listed {
         let ids = result.map_err(|e| {
+            // "your profiles.yml": which one, of the places dbt looks.
+            let file = warehouse::profiles_file(settings)
+                .filter(|_| e.contains("profiles.yml"))
+                .map_or_else(String::new, |f| format!(" ({})", f.display()));
             usage!(
-                "cannot resolve the plan: dbt ls of {} failed: {e}",
+                "cannot resolve the plan: dbt ls of {} failed: {e}{file}",
                 what(settings, &plan[i])
             )
         })?;
@@ -514,12 +518,16 @@ async fn list(inv: &Invocation) -> Result<BTreeSet<String>, String> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let text = stdout + String::from_utf8_lossy(&out.stderr);
-        return Err(text
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or("failed")
-            .to_string());
+        // dbt's message, not its last line (`- dev` after a list of targets).
+        return Err(
+            crate::dbt::failure::error_message(&text).unwrap_or_else(|| {
+                text.lines()
+                    .map(str::trim)
+                    .rfind(|l| !l.is_empty())
+                    .unwrap_or("failed")
+                    .to_string()
+            }),
+        );
     }
     Ok(argv::parse_node_list(&stdout))
 }

@@ -105,7 +105,7 @@ pub(crate) fn load_profile(s: &RunSettings) -> Option<ProfileTarget> {
 
 /// Where dbt finds profiles.yml: `--profiles-dir`, `DBT_PROFILES_DIR`, the
 /// project dir, then `~/.dbt`.
-fn profiles_file(s: &RunSettings) -> Option<PathBuf> {
+pub(crate) fn profiles_file(s: &RunSettings) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(d) = &s.profiles_dir {
         dirs.push(d.clone());
