@@ -1,9 +1,11 @@
 //! Warm or cold. A warm worker parses once and reuses the manifest for every
 //! batch, so anything dbt renders at parse time (vars or env in `config()`,
 //! `enabled=`, sources.yml, the database name) keeps the values of that parse.
-//! Before warm workers take the queue, two parses that differ only in the batch
-//! (the first and the last batch's vars and `{batch}` values, with one worker's
-//! environment) are compared node by node.
+//! Two parses that differ only in the batch (the first and the last batch's
+//! vars and `{batch}` values) are compared node by node; in `auto` the first
+//! batch runs on worker 1 meanwhile (see `verdict`). What the options and the
+//! profile already tell (`{batch}` in an env var the profile reads) is decided
+//! without a parse.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -35,7 +35,7 @@ fn worker_word(w: &WorkerView) -> String {
                 None => "WARM idle".into(),
             },
             WarmState::Failed => "FAILED to start dbt".into(),
-            WarmState::Stopped => "no dbt process (nothing it could run)".into(),
+            WarmState::Stopped => "STOPPED · nothing to run".into(),
         },
         _ => "idle".into(),
     }
