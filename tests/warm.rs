@@ -740,39 +740,56 @@ fn half_done_then_exit(code: i32) -> String {
 /// One event line of 9 MiB, then a `done` that says all went well.
 const HUGE_EVENT: &str = "send({\"t\": \"event\", \"job\": job, \"line\": \"x\" * (9 << 20)})\n    send({\"t\": \"done\", \"job\": job, \"ok\": True, \"exit_code\": 0})";
 
+/// A warm headless run of a fake project with `program` as the worker
+/// program: its dir (state dir inside), the command and the tag.
+struct FakeWorkerRun {
+    dir: tempfile::TempDir,
+    cmd: Command,
+    tag: String,
+}
+
+impl FakeWorkerRun {
+    fn new(name: &str, program_text: &str, backfill: &str, workers: &str) -> Self {
+        let mut log = Vec::new();
+        let dbt = dbt_herd::venv::ensure(&mut log)
+            .unwrap_or_else(|e| panic!("dbt venv: {e}\n{}", text(&log)));
+        let dir = fake_project();
+        let program = dir.path().join("fake_worker.py");
+        std::fs::write(&program, program_text).unwrap();
+        let tag = tag(name);
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "run",
+            "--headless",
+            "--mode",
+            "warm",
+            "--shared-warehouse",
+            "no",
+        ])
+        .args(["--grace-int", "1", "--grace-term", "1", "--retries", "0"])
+        .args(["--backfill", backfill, "--workers", workers])
+        .arg("--project-dir")
+        .arg(dir.path())
+        .arg("--dbt")
+        .arg(&dbt)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--env")
+        .arg(format!("HERD_TEST_TAG={tag}"))
+        .env("DBT_HERD_WORKER_PROGRAM", &program)
+        .stdin(Stdio::null());
+        Self { dir, cmd, tag }
+    }
+}
+
 /// Runs two windows warm with a fake worker program; returns the run, the
 /// summary and the state dir's first batch's stderr log.
 fn run_fake_worker(name: &str, on_run: &str) -> (Finished, Value, String) {
-    let mut log = Vec::new();
-    let dbt = dbt_herd::venv::ensure(&mut log)
-        .unwrap_or_else(|e| panic!("dbt venv: {e}\n{}", text(&log)));
-    let dir = fake_project();
-    let program = dir.path().join("fake_worker.py");
-    std::fs::write(&program, FAKE_WORKER.replace("ON_RUN", on_run)).unwrap();
-    let t = tag(name);
+    let program = FAKE_WORKER.replace("ON_RUN", on_run);
+    let FakeWorkerRun { dir, cmd, tag: t } =
+        FakeWorkerRun::new(name, &program, "2024-01-02..2024-01-04", "1");
     let _reaper = Reaper(t.clone());
     let state = dir.path().join("state");
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "run",
-        "--headless",
-        "--mode",
-        "warm",
-        "--shared-warehouse",
-        "no",
-    ])
-    .args(["--grace-int", "1", "--grace-term", "1", "--retries", "0"])
-    .args(["--backfill", "2024-01-02..2024-01-04", "--workers", "1"])
-    .arg("--project-dir")
-    .arg(dir.path())
-    .arg("--dbt")
-    .arg(&dbt)
-    .arg("--state-dir")
-    .arg(&state)
-    .arg("--env")
-    .arg(format!("HERD_TEST_TAG={t}"))
-    .env("DBT_HERD_WORKER_PROGRAM", &program)
-    .stdin(Stdio::null());
     let run = run_to_end(cmd);
     no_tagged_processes_now(&t, "after a run with a broken worker");
     assert!(
@@ -954,40 +971,22 @@ with os.fdopen(fd_in, "rb") as requests:
 
 #[test]
 fn a_headless_run_ends_with_its_last_batch_while_another_worker_still_parses() {
-    let mut log = Vec::new();
-    let dbt = dbt_herd::venv::ensure(&mut log)
-        .unwrap_or_else(|e| panic!("dbt venv: {e}\n{}", text(&log)));
-    let dir = fake_project();
-    let program = dir.path().join("slow_worker.py");
-    std::fs::write(&program, SLOW_SECOND_WORKER).unwrap();
-    let t = tag("warm-slow-second");
+    let FakeWorkerRun {
+        dir,
+        mut cmd,
+        tag: t,
+    } = FakeWorkerRun::new(
+        "warm-slow-second",
+        SLOW_SECOND_WORKER,
+        "2024-01-02..2024-01-05",
+        "2",
+    );
     let _reaper = Reaper(t.clone());
     let state = dir.path().join("state");
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "run",
-        "--headless",
-        "--mode",
-        "warm",
-        "--shared-warehouse",
-        "no",
-    ])
-    .args(["--grace-int", "1", "--grace-term", "1", "--retries", "0"])
-    .args(["--backfill", "2024-01-02..2024-01-05", "--workers", "2"])
-    .arg("--project-dir")
-    .arg(dir.path())
-    .arg("--dbt")
-    .arg(&dbt)
-    .arg("--state-dir")
-    .arg(&state)
-    .arg("--env")
-    .arg(format!("HERD_TEST_TAG={t}"))
     // Workers that differ in more than their number: the parse check makes
     // its second parse with worker 1's environment, and worker 2 parses on
     // its own, slowly.
-    .args(["--env", "HERD_SLOT=w{worker}"])
-    .env("DBT_HERD_WORKER_PROGRAM", &program)
-    .stdin(Stdio::null());
+    cmd.args(["--env", "HERD_SLOT=w{worker}"]);
     // Before: every batch had ended, and the run waited for worker 2's parse
     // (ten minutes here) before it could end; `finish` gives up long before.
     let run = start(cmd).finish(Duration::from_secs(90));
