@@ -34,6 +34,8 @@ pub(crate) struct RunSettings {
     pub plan: PlanSpec,
     /// Batches whose selection matches no node run anyway (else the plan is refused).
     pub allow_empty: bool,
+    /// Attempts failing alike that pause the queue; `None`: never.
+    pub breaker: Option<usize>,
 }
 
 /// An absolute version of `p` (relative to the current directory), without requiring it to exist.
@@ -187,6 +189,11 @@ impl RunSettings {
                 window_as: a.window_as.unwrap_or_default(),
             },
             allow_empty: a.allow_empty,
+            breaker: match a.breaker {
+                Some(0) => None,
+                Some(k) => Some(k as usize),
+                None => Some(crate::engine::BREAKER_DEFAULT),
+            },
         })
     }
 }
@@ -236,7 +243,70 @@ pub(crate) fn refill_secrets(args: &mut RunArgs) -> UsageResult<()> {
     Ok(())
 }
 
-/// Options given with `--resume` override the stored ones, field by field.
+/// The stored `--env` with each given one put in its key's place (or added):
+/// `--resume DIR --env KEY=VALUE` changes that key and keeps the rest.
+fn merge_env(stored: &[EnvTemplate], given: &[EnvTemplate]) -> Vec<EnvTemplate> {
+    let mut out = stored.to_vec();
+    for g in given {
+        match out.iter_mut().find(|e| e.key == g.key) {
+            Some(e) => e.clone_from(g),
+            None => out.push(g.clone()),
+        }
+    }
+    out
+}
+
+/// What a resume changes of the stored options, one phrase each (`--workers
+/// 4 → 2`, `--env DUCKDB_PATH`): values of `--env` are not repeated (they may
+/// be secrets), nor the options that only say how this invocation runs.
+pub(crate) fn resume_changes(stored: &RunArgs, merged: &RunArgs) -> Vec<String> {
+    const NOT_STORED: &[&str] = &[
+        "state_dir",
+        "resume",
+        "headless",
+        "no_mouse",
+        "detach",
+        "config",
+        "print_config",
+        "dry_run",
+        "json",
+        "on_hangup",
+        "env",
+    ];
+    let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) =
+        (serde_json::to_value(stored), serde_json::to_value(merged))
+    else {
+        return Vec::new();
+    };
+    let shown = |v: Option<&serde_json::Value>| match v {
+        None | Some(serde_json::Value::Null) => "(not set)".to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    let mut changes: Vec<String> = after
+        .iter()
+        .filter(|(k, v)| !NOT_STORED.contains(&k.as_str()) && before.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "--{} {} → {}",
+                k.replace('_', "-"),
+                shown(before.get(k)),
+                shown(Some(v))
+            )
+        })
+        .collect();
+    for e in &merged.env {
+        match stored.env.iter().find(|s| s.key == e.key) {
+            Some(s) if s.value == e.value => {}
+            Some(_) => changes.push(format!("--env {} (changed)", e.key)),
+            None => changes.push(format!("--env {} (added)", e.key)),
+        }
+    }
+    changes
+}
+
+/// Options given with `--resume` override the stored ones, field by field
+/// (`--env` key by key).
 pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
     fn pick<T: Clone>(given: Option<&T>, stored: Option<&T>) -> Option<T> {
         given.or(stored).cloned()
@@ -266,7 +336,8 @@ pub(crate) fn merge_resume(stored: &RunArgs, given: &RunArgs) -> RunArgs {
         threads: given.threads.or(stored.threads),
         budget: given.budget.or(stored.budget),
         retries: given.retries.or(stored.retries),
-        env: pick_vec(&given.env, &stored.env),
+        breaker: given.breaker.or(stored.breaker),
+        env: merge_env(&stored.env, &given.env),
         shared_warehouse: given.shared_warehouse.or(stored.shared_warehouse),
         mode: given.mode.or(stored.mode),
         window_as: given.window_as.or(stored.window_as),
@@ -426,5 +497,43 @@ mod tests {
         assert_eq!(m.workers, Some(2));
         assert_eq!(m.backfill, Some(window));
         assert_eq!(m.select, ["tag:a"]);
+    }
+
+    fn env(kv: &str) -> EnvTemplate {
+        EnvTemplate::parse(kv).unwrap()
+    }
+
+    #[test]
+    fn a_resume_env_overrides_its_key_and_keeps_the_others_and_says_what_changed() {
+        let stored = RunArgs {
+            workers: Some(4),
+            env: vec![env("DUCKDB_PATH=/wh/{worker}.duckdb"), env("SLOW=1")],
+            ..Default::default()
+        };
+        let given = RunArgs {
+            workers: Some(2),
+            env: vec![env("SLOW=5"), env("EXTRA=x")],
+            ..Default::default()
+        };
+        let m = merge_resume(&stored, &given);
+        let kv: Vec<String> = m
+            .env
+            .iter()
+            .map(|e| format!("{}={}", e.key, e.value))
+            .collect();
+        assert_eq!(kv, ["DUCKDB_PATH=/wh/{worker}.duckdb", "SLOW=5", "EXTRA=x"]);
+        let changes = resume_changes(&stored, &m);
+        assert_eq!(
+            changes,
+            [
+                "--workers 4 → 2",
+                "--env SLOW (changed)",
+                "--env EXTRA (added)"
+            ]
+        );
+        assert!(
+            resume_changes(&stored, &merge_resume(&stored, &RunArgs::default())).is_empty(),
+            "nothing given, nothing changed"
+        );
     }
 }

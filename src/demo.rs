@@ -179,12 +179,9 @@ pub(crate) fn run(args: &DemoArgs, interactive: bool) -> color_eyre::Result<i32>
             tui::attach(link, opts, &state_dir.display().to_string()).await
         });
     }
-    let mut prepared = start::prepare(&run_args)?;
+    let prepared = start::prepare(&run_args)?;
     crate::entry::runtime()?.block_on(async move {
-        if let Some(code) = prepared.ready().await? {
-            return Ok(code);
-        }
-        let handle = start::start(prepared, false)?;
+        let handle = start::launch(prepared, false);
         let outcome = report::run_headless(
             handle,
             std::io::stdout(),

@@ -128,22 +128,6 @@ pub(crate) fn usage_line(e: &clap::Error) -> String {
     }
 }
 
-/// Runs `work` unless SIGINT, SIGTERM or SIGHUP comes first; then every child
-/// it started is killed and the signal is returned.
-pub(crate) async fn until_signal<T>(
-    phase: &str,
-    work: impl std::future::Future<Output = color_eyre::Result<T>>,
-) -> color_eyre::Result<Option<i32>> {
-    let mut signals = report::StopSignals::new()?;
-    let sig = tokio::select! {
-        r = work => return r.map(|_| None),
-        sig = signals.next() => sig,
-    };
-    process::kill_all_registered();
-    eprintln!("dbt-herd: interrupted while {phase}; no batch had started");
-    Ok(Some(sig))
-}
-
 /// The TUI needs a real terminal on both ends; anything else gets line output.
 fn tui_possible() -> bool {
     std::io::stdout().is_terminal()
@@ -276,13 +260,10 @@ fn run_served(args: &RunArgs, tui: bool) -> color_eyre::Result<i32> {
 /// control socket too (so `attach` can watch or steer it), stopped by SIGHUP.
 fn run_headless(args: &RunArgs) -> color_eyre::Result<i32> {
     let started = std::time::Instant::now();
-    let mut prepared = start::prepare(args)?;
+    let prepared = start::prepare(args)?;
     let state_dir = prepared.state.root.clone();
     runtime()?.block_on(async {
-        if let Some(code) = prepared.ready().await? {
-            return Ok(code);
-        }
-        let handle = start::start(prepared, true)?;
+        let handle = start::launch(prepared, true);
         let opts = server::ServeOptions {
             wait_for_client: None,
             observer: None,

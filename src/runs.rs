@@ -25,6 +25,8 @@ const RUNS_DIR: &str = ".dbt-herd";
 pub(crate) struct RunListing {
     pub state_dir: String,
     pub live: bool,
+    /// Live, and still preparing (resolving the plan, starting dbt): no batch has started.
+    pub preparing: bool,
     /// The pid of the process that runs (or last ran) it.
     pub pid: Option<u32>,
     /// Batches by status, from summary.json.
@@ -44,8 +46,24 @@ fn read_json(path: &Path) -> Option<serde_json::Value> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Whether the run served from `dir` is still preparing, asked of the run
+/// itself (the first thing it tells a client is its preparation).
+async fn is_preparing(dir: &Path) -> bool {
+    let Ok(mut link) = RemoteLink::connect(dir, true).await else {
+        return false;
+    };
+    let first = tokio::time::timeout(std::time::Duration::from_secs(2), link.next_event()).await;
+    let preparing = matches!(
+        first,
+        Ok(Some(crate::engine::Event::Preparing(ref p))) if !p.done
+    );
+    link.close().await;
+    preparing
+}
+
 async fn listing(dir: &Path) -> RunListing {
     let live = is_live(dir).await;
+    let preparing = live && is_preparing(dir).await;
     let summary = read_json(&dir.join(SUMMARY_FILE));
     let run = read_json(&dir.join(RUN_FILE));
     let text = |v: Option<&serde_json::Value>, key: &str| {
@@ -82,6 +100,7 @@ async fn listing(dir: &Path) -> RunListing {
     RunListing {
         state_dir: dir.display().to_string(),
         live,
+        preparing,
         pid: crate::state_lock::last_holder(dir),
         batches,
         started_at,
@@ -140,6 +159,7 @@ pub(crate) async fn ls(args: &LsArgs, out: &mut dyn Write) -> color_eyre::Result
     )?;
     for r in &runs {
         let state = match (r.live, r.exit_code) {
+            (true, _) if r.preparing => "preparing".to_string(),
             (true, _) => "live".to_string(),
             (false, Some(code)) => format!("exit {code}"),
             (false, None) => "stopped".to_string(),
@@ -278,6 +298,21 @@ pub(crate) async fn attach(args: &AttachArgs, interactive: bool) -> color_eyre::
     crate::tui::attach(link, opts, &shown).await
 }
 
+/// Waits until process `pid` has exited, at most `within`.
+async fn gone(pid: u32, within: std::time::Duration) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    let deadline = tokio::time::Instant::now() + within;
+    // A zombie has let its lock go: it counts as gone.
+    let alive = || match crate::procfs::stat(pid) {
+        Some(st) => !st.is_gone(),
+        // SAFETY: signal 0 only asks whether the process exists.
+        None => !crate::procfs::available() && unsafe { libc::kill(pid, 0) } == 0,
+    };
+    while alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// `dbt-herd stop DIR`: the stop ladder for every batch; waits for the run to
 /// end and exits with its exit status.
 pub(crate) async fn stop(args: &StopArgs, out: &mut dyn Write) -> color_eyre::Result<i32> {
@@ -295,8 +330,12 @@ pub(crate) async fn stop(args: &StopArgs, out: &mut dyn Write) -> color_eyre::Re
     )?;
     out.flush()?;
     link.send(Command::Shutdown { force: false });
+    let pid = link.pid;
     match link.wait_end().await {
         Some(end) => {
+            // Returned once the run's process is gone and its lock free: a
+            // `--resume` right after the stop must find the state dir its own.
+            gone(pid, std::time::Duration::from_secs(15)).await;
             for line in &end.lines {
                 writeln!(out, "{line}")?;
             }

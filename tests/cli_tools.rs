@@ -183,7 +183,7 @@ fn json_events_are_the_ones_the_readme_documents_with_their_fields() {
     use std::io::{BufRead, Write};
     use std::os::fd::AsRawFd;
     let documented = documented_events();
-    assert_eq!(documented.len(), 7, "{documented:?}");
+    assert_eq!(documented.len(), 8, "{documented:?}");
 
     let dir = fake_project();
     let t = tag("json-events");
@@ -491,4 +491,46 @@ fn a_report_of_a_run_shows_its_lanes_attempts_and_failures_in_one_file() {
     let out = herd(&["report", dir.path().join("nope").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out.stderr).trim().lines().count(), 1);
+}
+
+/// A run that cannot be prepared (here: the fake dbt lists nothing, and the
+/// batches share a warehouse) still tells a script its preparation and its
+/// end: `preparing`, then `run_finished` with exit 2; the reason is the last
+/// line on stderr.
+#[test]
+fn json_events_tell_the_preparation_and_end_with_run_finished_when_it_fails() {
+    let dir = fake_project();
+    let t = tag("json-refused");
+    let _reaper = Reaper(t.clone());
+    let mut c = Command::new(bin());
+    c.args(["run", "--headless", "--json", "--shared-warehouse", "yes"])
+        .args(["--mode", "cold", "--project-dir"])
+        .arg(dir.path())
+        .arg("--dbt")
+        .arg(fake_dbt())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--env", &format!("HERD_TEST_TAG={t}"), "-s", "ok"])
+        .stdin(std::process::Stdio::null());
+    let out = output(c);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let first = events.first().expect("some events");
+    assert_eq!(first["event"], "preparing", "{events:?}");
+    assert_eq!(first["phase"], "resolve", "{events:?}");
+    assert!(first["seconds"].is_null(), "{first}");
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "run_finished", "{events:?}");
+    assert_eq!(last["exit_code"], 2, "{last}");
+    assert_eq!(last["not_run"], 1, "{last}");
+    assert!(
+        !events.iter().any(|e| e["event"] == "run_started"),
+        "{events:?}"
+    );
+    let why = stderr.trim().lines().last().unwrap_or_default();
+    assert!(why.contains("cannot resolve the plan"), "{stderr}");
 }

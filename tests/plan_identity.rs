@@ -350,10 +350,19 @@ fn a_typo_selector_is_refused_before_anything_runs() {
     assert!(batches.iter().all(|b| b["status"] == "pending"), "{sm}");
 }
 
-/// Ctrl-C once stderr says the run is `at` a phase of its preparation: exit
-/// 130 at once, no dbt left, every batch pending in summary.json; then
-/// `--resume` runs them, each day's rows once, and records its preparation.
-fn ctrl_c_while(name: &str, at: &str, mode: &str) {
+/// How a test stops a preparing run.
+#[derive(Clone, Copy, PartialEq)]
+enum StopBy {
+    /// Ctrl-C to a headless run in the foreground.
+    CtrlC,
+    /// `dbt-herd stop` on a run started with `--detach`.
+    StopCommand,
+}
+
+/// Stops the run once it says it is `at` a phase of its preparation: exit 130
+/// at once, no dbt left, every batch pending in summary.json; then `--resume`
+/// runs them, each day's rows once, and records its preparation.
+fn stopped_while(name: &str, at: &str, mode: &str, by: StopBy) {
     let s = setup(name, "exactly_once");
     let _reaper = Reaper(s.tag.clone());
     let db = s.path("wh.duckdb");
@@ -368,12 +377,45 @@ fn ctrl_c_while(name: &str, at: &str, mode: &str) {
         "--mode",
         mode,
     ];
-    let r = start(s.herd(&args));
-    assert!(wait_for(LONG, || r.stderr().contains(at)), "{}", r.stderr());
-    r.signal(libc::SIGINT);
-    let out = r.finish(LONG);
+    // Each phase is a line of the headless face as it begins (a detached
+    // run's face writes to its log).
+    let said = format!("prepare   {at}");
+    let out = if by == StopBy::CtrlC {
+        let r = start(s.herd(&args));
+        assert!(
+            wait_for(LONG, || r.stdout().contains(&said)),
+            "{}",
+            r.stdout()
+        );
+        r.signal(libc::SIGINT);
+        let out = r.finish(LONG);
+        assert!(out.stderr.contains("interrupted while"), "{}", out.both());
+        out
+    } else {
+        let mut c = s.herd(&args);
+        let c = detached(&mut c);
+        let launched = std::time::Instant::now();
+        let out = start(c).finish(LONG);
+        let took = launched.elapsed();
+        assert_eq!(out.code, Some(0), "{}", out.both());
+        assert_eq!(out.stdout.trim(), s.state.display().to_string());
+        // Returned before the plan was resolved: the run prepares on its own.
+        assert!(!s.state.join("summary.json").exists(), "{}", out.both());
+        let log = s.state.join("herd.log");
+        let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(wait_for(LONG, || logged().contains(&said)), "{}", logged());
+        let ls = herd_cmd(&["ls", s.tmp.path().to_str().unwrap(), "--json"]);
+        let listed: Value = serde_json::from_str(&ls.stdout).unwrap();
+        assert_eq!(listed["runs"][0]["preparing"], true, "{listed} ({took:?})");
+        let stop = herd_cmd(&["stop", s.state.to_str().unwrap()]);
+        assert!(
+            stop.stdout.contains("summary: interrupted"),
+            "{}",
+            stop.both()
+        );
+        stop
+    };
     assert_eq!(out.code, Some(130), "{}", out.both());
-    assert!(out.stderr.contains("interrupted while"), "{}", out.both());
     let sm = summary(&s.state);
     assert_eq!(sm["exit_code"], 130);
     let ids: Vec<&str> = sm["batches"]
@@ -388,7 +430,7 @@ fn ctrl_c_while(name: &str, at: &str, mode: &str) {
     assert_eq!(ids, ["2024-01-01", "2024-01-02"]);
     assert!(
         tagged_processes(&s.tag).is_empty(),
-        "dbt left running after Ctrl-C while {at}"
+        "dbt left running after a stop while {at}"
     );
 
     let mut c = Command::new(bin());
@@ -420,14 +462,55 @@ fn ctrl_c_while(name: &str, at: &str, mode: &str) {
     assert!(launched <= started, "{launched} is after {started}");
 }
 
+/// The same run in the background: `--detach` for `--headless`.
+fn detached(c: &mut Command) -> Command {
+    let mut d = Command::new(c.get_program());
+    d.args(c.get_args().map(|a| {
+        if a == "--headless" {
+            "--detach".as_ref()
+        } else {
+            a
+        }
+    }));
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            d.env(k, v);
+        }
+    }
+    d.stdin(Stdio::null());
+    d
+}
+
+/// A short dbt-herd command, run to its end.
+fn herd_cmd(args: &[&str]) -> Finished {
+    let mut c = Command::new(bin());
+    c.args(args).stdin(Stdio::null());
+    start(c).finish(Duration::from_secs(60))
+}
+
+#[test]
+fn stop_while_resolving_a_detached_run_leaves_every_batch_pending_and_resume_runs_them() {
+    stopped_while(
+        "pi-prep-stop",
+        "resolving the plan",
+        "auto",
+        StopBy::StopCommand,
+    );
+}
+
 #[test]
 fn ctrl_c_while_resolving_leaves_every_batch_pending_and_resume_runs_them() {
-    ctrl_c_while("pi-prep", "resolving the plan", "auto");
+    stopped_while("pi-prep", "resolving the plan", "auto", StopBy::CtrlC);
 }
 
 #[test]
 fn ctrl_c_while_warm_workers_parse_leaves_every_batch_pending_and_resume_runs_them() {
-    ctrl_c_while("pi-prep-warm", "starting warm dbt workers", "warm");
+    stopped_while(
+        "pi-prep-warm",
+        "readying warm dbt workers",
+        "warm",
+        StopBy::CtrlC,
+    );
 }
 
 /// A run that cannot prepare: exit 2 and one line on stderr with dbt's own

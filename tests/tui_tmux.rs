@@ -530,3 +530,56 @@ fn three_hundred_windows_filter_jump_and_retry_the_marked_failures() {
     let end = tmux.wait("dbt-herd to exit", LONG, |s| s.contains("EXIT="));
     assert!(end.contains("EXIT=0"), "{end}");
 }
+
+/// The TUI opens at once, on the preparation (the run lives in its own
+/// process from its first second); a terminal lost while it prepares does not
+/// stop the run, which goes on to its end.
+#[test]
+fn the_tui_shows_the_preparation_and_losing_the_terminal_then_does_not_stop_the_run() {
+    let (_tmp, dirs, dbt) = demo();
+    let t = tag("tui-prep");
+    let _reaper = Reaper(t.clone());
+    let state = dirs.root.join("state");
+    let tmux = tui(
+        "prep",
+        &dirs,
+        &dbt,
+        &t,
+        &["--backfill", "2024-01-02..2024-01-04", "-w", "2"],
+        "",
+    );
+    let screen = tmux.wait("the preparation on screen", LONG, |s| {
+        s.contains("preparing the run")
+    });
+    assert!(header(&screen).contains("preparing"), "{screen}");
+    assert!(screen.contains("now "), "the phase under way: {screen}");
+    assert!(
+        !state.join("summary.json").exists(),
+        "still preparing when the screen said so"
+    );
+    drop(tmux);
+    let ended = || {
+        std::fs::read(state.join("summary.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|s| s["exit_code"].is_i64())
+    };
+    assert!(
+        wait_for(Duration::from_secs(240), ended),
+        "the run did not end after its terminal went"
+    );
+    let s = summary(&state);
+    assert_eq!(s["exit_code"], 0, "{s}");
+    let ok = s["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["status"] == "succeeded")
+        .count();
+    assert_eq!(ok, 2, "{s}");
+    assert!(
+        wait_for(Duration::from_secs(30), || tagged_processes(&t).is_empty()),
+        "left behind: {:?}",
+        tagged_processes(&t)
+    );
+}

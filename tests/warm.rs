@@ -416,8 +416,7 @@ fn auto_goes_cold_when_duckdb_path_uses_batch_and_says_why() {
     // The profile reads DUCKDB_PATH: that decides it before any parse.
     assert!(why[0].contains("the profile reads it"), "{}", why[0]);
     assert!(
-        !run.stderr.contains("starting warm dbt workers")
-            && !state.join("workers").join("w1").exists(),
+        !state.join("workers").join("w1").exists(),
         "no warm worker should start (or parse) to find that out:\n{}",
         run.both()
     );
@@ -443,7 +442,7 @@ fn mode_warm_refuses_a_duckdb_path_with_batch_before_any_batch_runs() {
     assert_eq!(why.len(), 1, "{}", run.both());
     assert!(why[0].contains("--mode warm"), "{}", why[0]);
     assert!(
-        !run.stderr.contains("starting warm dbt workers"),
+        !state.join("workers").join("w1").exists(),
         "refused before any worker started:\n{}",
         run.both()
     );

@@ -180,6 +180,13 @@ pub(crate) struct RunArgs {
     #[serde(deserialize_with = "number_or_text")]
     pub retries: Option<u32>,
 
+    /// Pause the queue once the last K finished attempts all failed with one
+    /// systemic cause (the warehouse down, a lock held, a broken profile); `off`
+    /// never does [default: 3].
+    #[arg(long, value_name = "K|off", value_parser = breaker_count)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<u32>,
+
     /// KEY=VALUE for every dbt process; {batch} and {worker} in VALUE are replaced (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE", value_parser = EnvTemplate::parse)]
     pub env: Vec<EnvTemplate>,
@@ -347,6 +354,14 @@ fn whole_number(s: &str) -> Result<u32, String> {
     }
     t.parse()
         .map_err(|_| format!("too large (at most {})", u32::MAX))
+}
+
+/// `--breaker`: a count of at least 1, or `off` (stored as 0).
+fn breaker_count(s: &str) -> Result<u32, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    at_least_one(s).map_err(|e| format!("{e}, or off"))
 }
 
 fn at_least_one(s: &str) -> Result<u32, String> {

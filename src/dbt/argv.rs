@@ -439,6 +439,7 @@ mod tests {
                 window_as: crate::plan::WindowAs::Vars,
             },
             allow_empty: false,
+            breaker: None,
         }
     }
 

@@ -35,6 +35,46 @@ pub fn error_message(output: &str) -> Option<String> {
     })
 }
 
+/// The line of an error text that names the cause: the exception's own line
+/// (`IOException: IO Error: Could not set lock on file …`) when the text holds
+/// a Python traceback, dbt's message when it holds an "Encountered an error:"
+/// block; otherwise the text as it is. Never a traceback's header or frames.
+pub fn cause(text: &str) -> String {
+    if let Some(start) = text.find(TRACEBACK) {
+        // The exception line is the last unindented line after the frames
+        // (`File "…", line N` and the source under it are indented).
+        let after = &text[start + TRACEBACK.len()..];
+        let exception = after
+            .lines()
+            .rev()
+            .find(|l| {
+                !l.trim().is_empty()
+                    && !l.starts_with(char::is_whitespace)
+                    && !l.starts_with(TRACEBACK)
+                    && !chained(l)
+            });
+        if let Some(line) = exception {
+            let before = text[..start].trim();
+            // What dbt said before the traceback names the node, when it does.
+            return match before.lines().rfind(|l| !l.trim().is_empty()) {
+                Some(head) if head.trim_end().ends_with(':') => {
+                    format!("{} {}", head.trim(), line.trim())
+                }
+                _ => line.trim().to_string(),
+            };
+        }
+    }
+    error_message(text).unwrap_or_else(|| text.to_string())
+}
+
+const TRACEBACK: &str = "Traceback (most recent call last):";
+
+/// Python's words between chained tracebacks.
+fn chained(l: &str) -> bool {
+    l.starts_with("During handling of the above exception")
+        || l.starts_with("The above exception was the direct cause")
+}
+
 /// `Runtime Error`, `Compilation Error`, `Raw Error:` and the like: headings.
 fn banner(t: &str) -> bool {
     let words: Vec<&str> = t.trim_end_matches(':').split_whitespace().collect();
@@ -53,6 +93,35 @@ fn listing(t: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traceback_gives_its_exception_line_not_its_header() {
+        let text = "Traceback (most recent call last):\n  File \"/v/lib/python3.11/site-packages/dbt/adapters/duckdb/connections.py\", line 41, in open\n    conn = duckdb.connect(path)\n           ^^^^^^^^^^^^^^^^^^^^\n_duckdb.IOException: IO Error: Could not set lock on file \"/wh/one.duckdb\": Conflicting lock is held in /usr/bin/python3.11 (PID 4242)\n";
+        assert_eq!(
+            cause(text),
+            "_duckdb.IOException: IO Error: Could not set lock on file \"/wh/one.duckdb\": Conflicting lock is held in /usr/bin/python3.11 (PID 4242)"
+        );
+    }
+
+    #[test]
+    fn a_chained_traceback_gives_the_last_exception() {
+        let text = "Traceback (most recent call last):\n  File \"a.py\", line 1, in f\n    x()\nKeyError: 'path'\n\nDuring handling of the above exception, another exception occurred:\n\nTraceback (most recent call last):\n  File \"b.py\", line 2, in g\n    y()\ndbt_common.exceptions.base.DbtRuntimeError: Runtime Error\n";
+        assert_eq!(
+            cause(text),
+            "dbt_common.exceptions.base.DbtRuntimeError: Runtime Error"
+        );
+    }
+
+    #[test]
+    fn what_precedes_a_traceback_names_the_node_and_plain_errors_stay_as_they_are() {
+        let text = "model.shop.orders:\nTraceback (most recent call last):\n  File \"x.py\", line 3\npsycopg2.OperationalError: server closed the connection unexpectedly\n";
+        assert_eq!(
+            cause(text),
+            "model.shop.orders: psycopg2.OperationalError: server closed the connection unexpectedly"
+        );
+        let plain = "model.shop.orders: Database Error\n  relation \"x\" does not exist";
+        assert_eq!(cause(plain), plain);
+    }
 
     #[test]
     fn a_missing_target_names_the_target_and_the_valid_ones() {

@@ -2,6 +2,7 @@
 //! events dbt prints, and the run_results.json artifact.
 
 pub mod argv;
+pub mod class;
 pub mod events;
 pub mod failure;
 pub mod run_results;

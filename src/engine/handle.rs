@@ -17,6 +17,18 @@ pub(crate) struct EngineOutcome {
     pub summary_path: Option<PathBuf>,
     /// A failure of dbt-herd itself (journal or summary not written), if any.
     pub fault: Option<String>,
+    /// The run ended before its engine started, and why.
+    pub early: Option<EarlyEnd>,
+}
+
+/// Why a run ended while it prepared, before any batch could start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EarlyEnd {
+    /// A face asked it to stop (Ctrl-C, `q`, `dbt-herd stop`).
+    Stopped,
+    /// It cannot run as asked (a plan that does not resolve, a missing
+    /// profile): the one line that says why.
+    Refused(String),
 }
 
 /// A face's grip on a running engine: commands in, events out.

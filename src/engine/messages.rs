@@ -117,6 +117,9 @@ pub struct BatchView {
     pub counts: NodeCounts,
     pub nothing_selected: bool,
     pub error: Option<String>,
+    /// What kind of failure `error` is, when the batch failed.
+    #[serde(default)]
+    pub failure_class: Option<crate::dbt::class::FailureClass>,
     pub failing: Vec<FailingNode>,
     pub auto_retries_left: u32,
     /// Batches (indices) that must succeed before this one starts.
@@ -315,6 +318,9 @@ pub struct WarmView {
     /// Its process, once started.
     #[serde(default)]
     pub pid: Option<u32>,
+    /// When its process started (Unix seconds); its parse ends `parse_s` later.
+    #[serde(default)]
+    pub since: Option<f64>,
 }
 
 /// One line of a batch's output, ready to be sanitised and shown.
@@ -361,9 +367,52 @@ impl RunInfo {
     }
 }
 
+/// The run's preparation as it goes: from the launch to the first batch's
+/// dispatch, phase by phase.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrepView {
+    /// Unix seconds at the launch: elapsed time counts from here.
+    pub launched_at: f64,
+    /// The run's state dir.
+    #[serde(default)]
+    pub state_dir: String,
+    /// The phases so far, first first; the last is the current one while `done` is false.
+    pub phases: Vec<PrepPhase>,
+    /// The dbt processes the current phase waits on, for people
+    /// (`2 × dbt ls`, `dbt parse`); empty when it waits on none.
+    #[serde(default)]
+    pub waits_on: Vec<String>,
+    /// Preparation is over: the engine has started, or the run ended before it.
+    pub done: bool,
+}
+
+/// One phase of the preparation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepPhase {
+    /// `resolve`, `mode` or `shared_parse` (as in summary.json's `preparation`).
+    pub phase: String,
+    /// What it does, for people.
+    pub doing: String,
+    /// Seconds from the launch to its beginning.
+    pub began_s: f64,
+    /// Its wall time once it has ended.
+    pub seconds: Option<f64>,
+}
+
+impl PrepView {
+    /// The phase under way, if preparation is not over.
+    pub fn current(&self) -> Option<&PrepPhase> {
+        self.phases
+            .last()
+            .filter(|p| p.seconds.is_none() && !self.done)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
-    /// First event: the whole plan.
+    /// Before `Started`, and again each time it changes: the preparation.
+    Preparing(PrepView),
+    /// The whole plan, once it is prepared.
     Started {
         info: RunInfo,
         batches: Vec<BatchView>,
@@ -379,6 +428,12 @@ pub enum Event {
     /// Indices of the pending batches in dispatch order.
     QueueChanged(Vec<usize>),
     BudgetChanged(u32),
+    /// The run turned cold after it started (the parse check found batches
+    /// that parse differently): what `RunInfo` says of the mode, now.
+    ModeChanged {
+        mode: String,
+        reason: Option<String>,
+    },
     QueuePaused(bool),
     /// Something a person should know that is not a batch's own output.
     Notice {

@@ -30,9 +30,12 @@ pub(crate) mod sweep;
 pub(crate) mod warm;
 
 pub(crate) use fingerprint::fingerprint;
-pub(crate) use handle::{EngineHandle, EngineOutcome};
+pub(crate) use handle::{EarlyEnd, EngineHandle, EngineOutcome};
 pub(crate) use messages::{
-    BatchStatus, BatchView, Command, Event, LogLine, Resources, RunInfo, WorkerView,
+    BatchStatus, BatchView, Command, Event, LogLine, PrepPhase, PrepView, Resources, RunInfo,
+    WorkerView,
 };
 pub(crate) use shell::{EngineSetup, spawn};
 pub(crate) use summary::SummaryStatus;
+/// Attempts failing alike that pause the queue when `--breaker` is not given.
+pub(crate) const BREAKER_DEFAULT: usize = core::BREAKER_K;

@@ -79,7 +79,6 @@ pub(crate) async fn shared_parse(
             });
         }
     }
-    eprintln!("dbt-herd: parsing the project once for the batches that share vars (dbt parse)…");
     let mut args = vec!["parse".to_string()];
     if !first.vars.is_empty() {
         args.extend([

@@ -133,6 +133,33 @@ pub(crate) fn unregister(pgid: i32) {
     registry().remove(&pgid);
 }
 
+/// The groups started and not yet known to be empty.
+pub(crate) fn registered() -> Vec<i32> {
+    registry().iter().copied().collect()
+}
+
+/// What a group's leader is, in a word or two for people: `dbt ls`, `dbt parse`,
+/// `dbt worker` (a warm worker), or its program's name.
+pub(crate) fn describe(pgid: i32) -> String {
+    let argv = procfs::cmdline(pgid);
+    let name = |a: &String| {
+        std::path::Path::new(a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    if argv.iter().any(|a| name(a).starts_with("herd_worker")) {
+        return "dbt worker".into();
+    }
+    if let Some(i) = argv.iter().position(|a| name(a) == "dbt") {
+        return match argv.get(i + 1) {
+            Some(sub) if !sub.starts_with('-') => format!("dbt {sub}"),
+            _ => "dbt".into(),
+        };
+    }
+    argv.first().map(name).unwrap_or_else(|| "a process".into())
+}
+
 /// Last resort on the way out (panic, error exit): SIGKILL every group still
 /// registered, then SIGCONT so that stopped members act on it. Normal shutdown
 /// never gets here with anything left.

@@ -110,6 +110,7 @@ pub(crate) fn spawn(setup: EngineSetup) -> color_eyre::Result<EngineHandle> {
         allow_empty: settings.allow_empty,
         selector: settings.selector.clone(),
         first_only: pending.as_ref().map(|p| p.batch.clone()),
+        breaker: settings.breaker,
     };
     let (commands_tx, commands) = mpsc::channel(COMMANDS);
     let (events_tx, events) = mpsc::channel(EVENTS);
@@ -279,6 +280,7 @@ impl Shell {
             summary,
             summary_path: self.summary_written.then(|| self.state.summary_path()),
             fault: self.fault.take(),
+            early: None,
         };
         // A face reads until `Stopped`; one that stopped reading is not waited for long.
         let _ = tokio::time::timeout(

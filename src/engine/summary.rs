@@ -59,6 +59,9 @@ pub(crate) struct Summary {
     /// resolve); absent when it started, or was interrupted before it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the queue was paused by itself: every recent attempt failed alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<String>,
     /// What happened between the launch and `started_at`, phase by phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preparation: Option<Preparation>,
@@ -109,6 +112,9 @@ pub(crate) struct BatchSummary {
     pub overhead_s: Option<f64>,
     pub nodes: NodeCounts,
     pub error: Option<String>,
+    /// What kind of failure `error` is (`connection`, `lock`, `query`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_class: Option<crate::dbt::class::FailureClass>,
     /// dbt matched no node for this batch's selection (it still exits 0).
     pub nothing_selected: bool,
     /// Ids of the batches that must succeed before this one starts.
@@ -154,6 +160,7 @@ impl Summary {
                         }),
                         nodes: v.counts,
                         error: v.error,
+                        failure_class: v.failure_class,
                         nothing_selected: v.nothing_selected,
                         after: v.after.iter().map(|&a| id(a)).collect(),
                         waiting_on: wait.as_ref().map(|w| id(w.on)),
@@ -180,6 +187,7 @@ impl Summary {
             mode: None,
             mode_reason: None,
             error: None,
+            breaker: core.breaker_tripped(),
             preparation: None,
         }
     }
@@ -205,6 +213,7 @@ impl Summary {
                     overhead_s: None,
                     nodes: NodeCounts::default(),
                     error: None,
+                    failure_class: None,
                     nothing_selected: false,
                     after: b.after.clone(),
                     waiting_on: None,
@@ -222,6 +231,7 @@ impl Summary {
             mode: None,
             mode_reason: None,
             error,
+            breaker: None,
             preparation: None,
         }
     }

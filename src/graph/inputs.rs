@@ -176,10 +176,17 @@ pub(crate) struct Context {
 }
 
 /// Memoized keys of one context: by node id (for one map of reads), and its own.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct KeyCache {
-    nodes: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<str>>>,
-    whole: std::cell::OnceCell<String>,
+    nodes: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<str>>>,
+    whole: std::sync::OnceLock<String>,
+}
+
+/// A copy starts empty: what it would hold is computed again when asked.
+impl Clone for KeyCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// A cache is not part of what a context is.
@@ -228,15 +235,18 @@ impl Context {
 
     /// `node_key` of the node `id`, remembered: every call for one context
     /// must pass the same map of reads.
-    pub fn node_key_of(&self, id: &str, reads: &BTreeMap<String, Reads>) -> std::rc::Rc<str> {
-        if let Some(k) = self.cache.nodes.borrow().get(id) {
+    pub fn node_key_of(&self, id: &str, reads: &BTreeMap<String, Reads>) -> std::sync::Arc<str> {
+        let nodes = || {
+            self.cache
+                .nodes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(k) = nodes().get(id) {
             return k.clone();
         }
-        let k: std::rc::Rc<str> = self.node_key(reads.get(id)).into();
-        self.cache
-            .nodes
-            .borrow_mut()
-            .insert(id.to_string(), k.clone());
+        let k: std::sync::Arc<str> = self.node_key(reads.get(id)).into();
+        nodes().insert(id.to_string(), k.clone());
         k
     }
 

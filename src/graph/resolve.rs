@@ -130,7 +130,6 @@ pub(crate) async fn resolve(
         return Ok((plan, report));
     }
     let started = Instant::now();
-    eprintln!("dbt-herd: resolving the plan against dbt's graph (dbt ls)…");
     let profile = warehouse::load_profile(settings);
     let project = project_reads(&settings.project_dir);
     let mut groups = Groups::default();

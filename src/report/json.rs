@@ -8,7 +8,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::engine::{BatchStatus, BatchView, Event};
+use crate::engine::{BatchStatus, BatchView, Event, PrepView};
 use crate::text::sanitize::sanitize_plain;
 
 /// Bumped when a field changes meaning or goes away (new fields do not bump it).
@@ -24,6 +24,8 @@ pub(crate) struct JsonEvents<W: Write> {
     out: W,
     /// Each batch's id and last status, by index.
     batches: HashMap<usize, (String, BatchStatus)>,
+    /// Preparation phases told as begun, and as ended.
+    phases: (usize, usize),
 }
 
 impl<W: Write> JsonEvents<W> {
@@ -31,6 +33,7 @@ impl<W: Write> JsonEvents<W> {
         Self {
             out,
             batches: HashMap::new(),
+            phases: (0, 0),
         }
     }
 
@@ -53,6 +56,7 @@ impl<W: Write> JsonEvents<W> {
 
     pub fn on_event(&mut self, ev: &Event) {
         match ev {
+            Event::Preparing(prep) => self.preparing(prep),
             Event::Started { info, batches, .. } => {
                 self.emit(
                     "run_started",
@@ -103,6 +107,28 @@ impl<W: Write> JsonEvents<W> {
                 self.emit("budget_changed", json!({ "budget": budget }));
             }
             _ => {}
+        }
+    }
+
+    /// A `preparing` line when a phase begins, and again when it ends (with its `seconds`).
+    fn preparing(&mut self, prep: &PrepView) {
+        for (i, p) in prep.phases.iter().enumerate() {
+            let begun = i < self.phases.0;
+            let ended = i < self.phases.1;
+            if begun && (ended || p.seconds.is_none()) {
+                continue;
+            }
+            self.emit(
+                "preparing",
+                json!({
+                    "phase": p.phase, "doing": text(&p.doing),
+                    "began_s": p.began_s, "seconds": p.seconds,
+                }),
+            );
+            self.phases.0 = self.phases.0.max(i + 1);
+            if p.seconds.is_some() {
+                self.phases.1 = self.phases.1.max(i + 1);
+            }
         }
     }
 

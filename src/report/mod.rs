@@ -40,7 +40,10 @@ impl Outcome {
     /// failed (journal or summary not written); 0 when every batch succeeded; 1
     /// when any failed, was cancelled or did not run.
     pub fn exit_code(&self) -> i32 {
-        match self.ending {
+        if self.refused() {
+            return exit::USAGE;
+        }
+        match self.ending() {
             Ending::Signalled(sig) => exit::SIGNAL_BASE + sig,
             Ending::Completed if self.engine.fault.is_some() => exit::INTERNAL,
             Ending::Completed if self.engine.summary.all_ok() => exit::OK,
@@ -48,9 +51,29 @@ impl Outcome {
         }
     }
 
-    /// What both faces print at the end.
+    /// What both faces print at the end: for a run that could not run as
+    /// asked, the one line that says why.
     pub fn closing_lines(&self, state_dir: Option<&str>, wall_s: f64) -> Vec<String> {
-        summary_lines(&self.engine, self.ending, state_dir, wall_s)
+        if let Some(crate::engine::EarlyEnd::Refused(why)) = &self.engine.early {
+            return vec![format!("dbt-herd: {}", clean(why))];
+        }
+        summary_lines(&self.engine, self.ending(), state_dir, wall_s)
+    }
+
+    /// How it ended: a run stopped while it prepared was interrupted, whoever
+    /// stopped it (Ctrl-C here, `q` in a TUI, `dbt-herd stop`).
+    fn ending(&self) -> Ending {
+        match (&self.engine.early, self.ending) {
+            (Some(crate::engine::EarlyEnd::Stopped), Ending::Completed) => {
+                Ending::Signalled(libc::SIGINT)
+            }
+            (_, ending) => ending,
+        }
+    }
+
+    /// The run could not run as asked (its closing line is an error, for stderr).
+    pub fn refused(&self) -> bool {
+        matches!(self.engine.early, Some(crate::engine::EarlyEnd::Refused(_)))
     }
 }
 
@@ -64,6 +87,10 @@ struct Reporter<W: Write> {
     started: std::time::Instant,
     workers: usize,
     paused: bool,
+    /// Phases of the preparation already said.
+    phases_said: usize,
+    /// The run's state dir, from its preparation (before `Started` says it).
+    state_dir: Option<String>,
 }
 
 /// SIGINT, SIGTERM and SIGHUP, as one stream of signal numbers: what stops a
@@ -102,6 +129,8 @@ impl<W: Write> Reporter<W> {
             started: std::time::Instant::now(),
             workers: 0,
             paused: false,
+            phases_said: 0,
+            state_dir: None,
         }
     }
 }
@@ -127,6 +156,14 @@ impl<W: Write> Reporter<W> {
 
     fn on_event(&mut self, ev: &Event) {
         match ev {
+            Event::Preparing(prep) => {
+                self.state_dir = Some(prep.state_dir.clone()).filter(|d| !d.is_empty());
+                for p in prep.phases.iter().skip(self.phases_said) {
+                    let text = format!("prepare   {}", clean(&p.doing));
+                    self.line(&text);
+                }
+                self.phases_said = self.phases_said.max(prep.phases.len());
+            }
             Event::Started {
                 info,
                 batches,
@@ -181,6 +218,12 @@ impl<W: Write> Reporter<W> {
                 self.paused = *p;
                 self.line(if *p { "queue paused" } else { "queue resumed" });
             }
+            Event::ModeChanged { mode, reason } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.mode.clone_from(mode);
+                    info.mode_reason.clone_from(reason);
+                }
+            }
             Event::Log { .. }
             | Event::NodeFinished { .. }
             | Event::QueueChanged(_)
@@ -217,7 +260,10 @@ impl<W: Write> Reporter<W> {
             }
             BatchStatus::Succeeded => format!("ok        {label} · {dur} · {nodes}"),
             BatchStatus::Failed => format!(
-                "FAILED    {label} · {dur} · {nodes} · {}",
+                "FAILED    {label} · {dur} · {nodes} · {}{}",
+                v.failure_class
+                    .map(|c| format!("{} failure: ", c.word()))
+                    .unwrap_or_default(),
                 clean(v.error.as_deref().unwrap_or("failed"))
             ),
             BatchStatus::Cancelled => format!("CANCELLED {label} · {dur}"),
@@ -272,8 +318,19 @@ impl<W: Write> Reporter<W> {
     }
 
     fn final_report(&mut self, outcome: &Outcome) {
+        if outcome.refused() {
+            // An error, and the last word: nothing ran.
+            for line in outcome.closing_lines(None, 0.0) {
+                eprintln!("{line}");
+            }
+            return;
+        }
         let _ = writeln!(self.out);
-        let state_dir = self.info.as_ref().map(|i| i.state_dir.as_str());
+        let state_dir = self
+            .info
+            .as_ref()
+            .map(|i| i.state_dir.as_str())
+            .or(self.state_dir.as_deref());
         let wall = self.started.elapsed().as_secs_f64();
         for line in outcome.closing_lines(state_dir, wall) {
             let _ = writeln!(self.out, "{line}");
@@ -299,14 +356,19 @@ fn summary_lines(
         Ending::Completed if done_ok => "all batches succeeded",
         Ending::Completed => "some batches did not succeed",
     };
-    let mut lines = vec![format!(
+    let mut lines = Vec::new();
+    if let Some(why) = &summary.breaker {
+        // The one diagnosis first: every batch after these would have failed alike.
+        lines.push(format!("stopped early: {}", clean(why)));
+    }
+    lines.push(format!(
         "summary: {verdict} · {} succeeded · {} failed · {} cancelled · {} not run · wall {}",
         count(SummaryStatus::Succeeded),
         count(SummaryStatus::Failed),
         count(SummaryStatus::Cancelled),
         count(SummaryStatus::Pending),
         fmt_duration(wall_s)
-    )];
+    ));
     let empty = summary
         .batches
         .iter()
@@ -399,6 +461,8 @@ pub(crate) async fn run_headless<W: Write>(
             .count();
         r.line(&if force {
             "interrupted again: killing every dbt process group".to_string()
+        } else if r.info.is_none() {
+            "interrupted while preparing: stopping dbt (SIGINT, then SIGTERM, then SIGKILL); Ctrl-C again to kill now".to_string()
         } else {
             format!(
                 "interrupted: stopping {} (SIGINT, then SIGTERM, then SIGKILL); Ctrl-C again to kill now",

@@ -144,13 +144,10 @@ pub(crate) fn serve() -> color_eyre::Result<i32> {
         serde_json::from_slice(&input).wrap_err("the run's options are unreadable")?;
     let args = request.args;
     let started = std::time::Instant::now();
-    let mut prepared = start::prepare(&args)?;
+    let prepared = start::prepare(&args)?;
     let state_dir = prepared.state.root.clone();
     crate::entry::runtime()?.block_on(async move {
-        if let Some(code) = prepared.ready().await? {
-            return Ok(code);
-        }
-        let handle = start::start(prepared, true)?;
+        let handle = start::launch(prepared, true);
         let opts = ServeOptions {
             wait_for_client: request.tui.then_some(WAIT_FOR_TUI),
             observer: request.demo.as_deref().map(crate::demo::late_delivery_for),

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::dbt::events::Level;
-use crate::engine::{BatchView, Event, Resources, RunInfo, WorkerView};
+use crate::engine::{BatchView, Event, PrepView, Resources, RunInfo, WorkerView};
 
 /// Log lines kept per worker for a client that attaches later.
 const LOG_TAIL: usize = 200;
@@ -15,6 +15,8 @@ const NOTICE_TAIL: usize = 20;
 
 #[derive(Default)]
 pub(crate) struct Mirror {
+    /// The preparation, as last told (kept after it is done: it says when the run was launched).
+    prep: Option<PrepView>,
     info: Option<RunInfo>,
     batches: Vec<BatchView>,
     workers: Vec<WorkerView>,
@@ -33,6 +35,7 @@ pub(crate) struct Mirror {
 impl Mirror {
     pub fn apply(&mut self, ev: &Event) {
         match ev {
+            Event::Preparing(p) => self.prep = Some(p.clone()),
             Event::Started {
                 info,
                 batches,
@@ -69,6 +72,12 @@ impl Mirror {
             Event::WorkersChanged(w) => self.workers.clone_from(w),
             Event::QueueChanged(q) => self.queue = Some(q.clone()),
             Event::BudgetChanged(b) => self.budget = Some(*b),
+            Event::ModeChanged { mode, reason } => {
+                if let Some(info) = self.info.as_mut() {
+                    info.mode.clone_from(mode);
+                    info.mode_reason.clone_from(reason);
+                }
+            }
             Event::QueuePaused(p) => {
                 self.paused = *p;
                 if !p {
@@ -89,17 +98,21 @@ impl Mirror {
         }
     }
 
-    /// The events that bring a new face to the present, `Started` first; empty
-    /// before the engine has said anything.
+    /// The events that bring a new face to the present: the preparation, then
+    /// `Started` once the run has started; empty before anything was said.
     pub fn snapshot(&self) -> Vec<Event> {
+        let mut out: Vec<Event> = self.prep.iter().cloned().map(Event::Preparing).collect();
         let Some(info) = &self.info else {
-            return Vec::new();
+            if self.stopped {
+                out.push(Event::Stopped);
+            }
+            return out;
         };
-        let mut out = vec![Event::Started {
+        out.push(Event::Started {
             info: info.clone(),
             batches: self.batches.clone(),
             workers: self.workers.clone(),
-        }];
+        });
         if let Some(q) = &self.queue {
             out.push(Event::QueueChanged(q.clone()));
         }
@@ -203,5 +216,57 @@ mod tests {
         assert!(m.snapshot().contains(&Event::Idle));
         m.apply(&Event::BatchChanged(batch(0, BatchStatus::Running)));
         assert!(!m.idle, "a batch running again is not idle");
+    }
+
+    #[test]
+    fn a_client_that_comes_while_the_run_prepares_sees_the_preparation_then_the_start() {
+        let mut m = Mirror::default();
+        let prep = |done: bool| PrepView {
+            launched_at: 100.0,
+            state_dir: "/s".into(),
+            phases: vec![crate::engine::PrepPhase {
+                phase: "resolve".into(),
+                doing: "resolving the plan".into(),
+                began_s: 0.1,
+                seconds: done.then_some(3.0),
+            }],
+            waits_on: if done {
+                vec![]
+            } else {
+                vec!["2 × dbt ls".into()]
+            },
+            done,
+        };
+        m.apply(&Event::Preparing(prep(false)));
+        assert_eq!(m.snapshot(), vec![Event::Preparing(prep(false))]);
+        m.apply(&Event::Preparing(prep(true)));
+        let info: RunInfo = serde_json::from_value(serde_json::json!({
+            "workers": 1, "threads": 1, "budget": 4, "retries": 0,
+            "state_dir": "/s", "command": "build"
+        }))
+        .unwrap();
+        m.apply(&Event::Started {
+            info,
+            batches: vec![batch(0, BatchStatus::Pending)],
+            workers: Vec::new(),
+        });
+        let snap = m.snapshot();
+        assert_eq!(
+            snap[0],
+            Event::Preparing(prep(true)),
+            "the launch time stays known"
+        );
+        assert!(matches!(snap[1], Event::Started { .. }), "{snap:?}");
+    }
+
+    #[test]
+    fn a_run_that_ended_while_preparing_says_so_to_a_late_client() {
+        let mut m = Mirror::default();
+        m.apply(&Event::Preparing(PrepView::default()));
+        m.apply(&Event::Stopped);
+        assert_eq!(
+            m.snapshot(),
+            vec![Event::Preparing(PrepView::default()), Event::Stopped]
+        );
     }
 }

@@ -143,7 +143,11 @@ pub(crate) async fn attach(
     }
     let dir = crate::report::clean(state_dir);
     let totals = crate::progress::Totals::of(&app.batches);
-    if end == LoopEnd::Detached && totals.running + totals.pending == 0 && !app.read_only {
+    if end == LoopEnd::Detached
+        && app.info.is_some()
+        && totals.running + totals.pending == 0
+        && !app.read_only
+    {
         // Nothing left to run and no one to retry: the run ends on its own.
         println!("left the TUI: the run had nothing left to do, so it ends");
         println!("its summary: {dir}/summary.json (dbt-herd attach {dir} shows how it ended)");
@@ -168,7 +172,12 @@ pub(crate) async fn attach(
         return Ok(exit::INTERNAL);
     };
     for line in &end.lines {
-        println!("{line}");
+        if end.exit_code == exit::USAGE {
+            // It could not run as asked: an error, as a headless run says it.
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
     Ok(end.exit_code)
 }

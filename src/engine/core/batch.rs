@@ -96,6 +96,8 @@ pub(crate) struct BatchState {
     pub results: MergedResults,
     pub nothing_selected: bool,
     pub error: Option<String>,
+    /// The kind of its last failure.
+    pub failure_class: Option<crate::dbt::class::FailureClass>,
     pub last_error_line: Option<String>,
     /// The attempt's first error-level event: where dbt says what went wrong
     /// when its summary lines only say "ERROR".
@@ -136,6 +138,7 @@ impl BatchState {
             error: None,
             last_error_line: None,
             first_error_line: None,
+            failure_class: None,
             nodes_done: 0,
             nodes_total: None,
             executing: BTreeSet::new(),

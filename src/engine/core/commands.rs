@@ -80,6 +80,8 @@ impl EngineCore {
     fn pause_queue(&mut self, pause: bool) -> Vec<Effect> {
         self.queue_paused = pause;
         if !pause {
+            // Resumed by hand: the cause is taken to be fixed.
+            self.breaker.reset();
             self.wake();
         }
         vec![Effect::Emit(Event::QueuePaused(pause))]

@@ -13,6 +13,8 @@
 //! the faces are shown).
 
 mod batch;
+mod breaker;
+pub(crate) use breaker::DEFAULT_K as BREAKER_K;
 mod commands;
 mod dispatch;
 mod reports;
@@ -81,6 +83,8 @@ pub(crate) struct CoreConfig {
     /// While the parse check's verdict is still to come: the one batch that
     /// may run before it (on worker 1, which parsed with its inputs).
     pub first_only: Option<String>,
+    /// Attempts failing alike that pause the queue (`--breaker`); `None`: off.
+    pub breaker: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +97,7 @@ pub(crate) struct EngineCore {
     queue_paused: bool,
     shutting_down: bool,
     idle_reported: bool,
+    breaker: breaker::Breaker,
 }
 
 impl EngineCore {
@@ -114,6 +119,7 @@ impl EngineCore {
             })
             .collect();
         let slots = (1..=cfg.workers).map(Slot::new).collect();
+        let breaker = breaker::Breaker::new(cfg.breaker);
         let mut core = Self {
             cfg,
             batches,
@@ -122,6 +128,7 @@ impl EngineCore {
             queue_paused: false,
             shutting_down: false,
             idle_reported: false,
+            breaker,
         };
         core.link_prerequisites();
         core
@@ -207,6 +214,11 @@ impl EngineCore {
                 mode: Mode::Cold,
                 reason: Some(why),
             };
+            let info = self.run_info();
+            fx.push(Effect::Emit(Event::ModeChanged {
+                mode: info.mode,
+                reason: info.mode_reason,
+            }));
         }
         self.wake();
         fx.extend(self.dispatch(now));

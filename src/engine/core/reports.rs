@@ -369,17 +369,29 @@ impl EngineCore {
                 .map(|(id, _)| id.clone())
                 .zip(st.first_error_line.clone())
                 .map(|(id, line)| format!("{id}: {line}")),
+            // The attempt's own words first: its results, then what it logged
+            // as an error, and only then what is wrong with its results file
+            // (one that wrote none failed before it could, and said why).
             _ => st
-                .results
-                .first_error()
+                .attempt(key.attempt)
+                .filter(|a| a.wrote_results)
+                .and_then(|_| st.results.first_error())
+                .or_else(|| st.last_error_line.clone())
                 .or_else(|| {
                     st.attempt(key.attempt)
                         .and_then(|a| a.results_problem.clone())
                 })
-                .or_else(|| st.last_error_line.clone())
                 .or_else(|| st.error.clone())
                 .or_else(|| exit.map(|e| e.describe())),
-        };
+        }
+        .map(|e| crate::dbt::failure::cause(&e));
+        st.failure_class = (outcome == AttemptOutcome::Failed).then(|| {
+            let counts = st.results.counts();
+            crate::dbt::class::classify(
+                st.error.as_deref().unwrap_or_default(),
+                counts.fail > 0 && counts.error == 0,
+            )
+        });
         // dbt retry said "nothing to do" but the batch is not complete (its failing
         // nodes are unknown to dbt): run it again in full, without using up a retry.
         let retry_fell_short = kind == AttemptKind::Retry
@@ -430,8 +442,44 @@ impl EngineCore {
         if requeue.is_some() {
             fx.push(self.queue_changed());
         }
+        fx.extend(self.count_for_breaker(key.batch, outcome));
         fx.extend(self.dispatch(now));
         fx
+    }
+
+    /// The attempt's end, counted by the circuit breaker (a failure gets its
+    /// class first); when it trips, the queue pauses and the diagnosis is said.
+    fn count_for_breaker(&mut self, b: usize, outcome: AttemptOutcome) -> Vec<Effect> {
+        let st = &self.batches[b];
+        let failed = match (outcome, st.failure_class) {
+            (AttemptOutcome::Succeeded, _) => None,
+            (AttemptOutcome::Failed, Some(class)) => {
+                Some((class, st.error.clone().unwrap_or_default()))
+            }
+            _ => return Vec::new(),
+        };
+        let mut fx = Vec::new();
+        let tripped = self
+            .breaker
+            .note(failed.as_ref().map(|(c, e)| (*c, e.as_str())));
+        if let Some(why) = tripped
+            && !self.queue_paused
+        {
+            self.queue_paused = true;
+            fx.push(Effect::Emit(Event::QueuePaused(true)));
+            fx.push(Self::notice(
+                Level::Error,
+                format!(
+                    "{why} (fix the cause, then resume the queue: P, or dbt-herd run --resume)"
+                ),
+            ));
+        }
+        fx
+    }
+
+    /// Why the circuit breaker paused the queue, if it did.
+    pub fn breaker_tripped(&self) -> Option<String> {
+        self.breaker.tripped.clone()
     }
 }
 

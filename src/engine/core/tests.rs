@@ -53,6 +53,7 @@ fn core_of(
         allow_empty: false,
         selector: None,
         first_only: None,
+        breaker: None,
     };
     EngineCore::new(cfg, plan, &BTreeMap::new())
 }
@@ -1841,6 +1842,7 @@ fn warm(state: crate::engine::messages::WarmState) -> WarmView {
         parse_s: None,
         runs: 0,
         pid: Some(7),
+        since: None,
     }
 }
 
@@ -1952,9 +1954,97 @@ fn before_the_parse_verdict_only_the_first_batch_runs_and_only_on_worker_1() {
         "cold needs no parsed worker: {fx:?}"
     );
     assert!(fx.iter().any(|e| matches!(e, Effect::Emit(Event::Notice { text, .. }) if text.contains("running cold from now on"))));
+    // The faces' header follows: the mode is told, not only said.
+    assert!(
+        fx.iter().any(
+            |e| matches!(e, Effect::Emit(Event::ModeChanged { mode, reason })
+            if mode == "cold" && reason.as_deref() == Some("batches parse differently"))
+        ),
+        "{fx:?}"
+    );
     assert_eq!(c.run_info().mode, "cold");
     assert_eq!(
         c.run_info().mode_reason.as_deref(),
         Some("batches parse differently")
     );
+}
+
+/// A run_results.json whose one node failed with `message`.
+fn failed_with(inv: &str, node: &str, message: &str) -> RunResults {
+    let mut r = rr(inv, &[(node, "error")]);
+    r.results[0].message = Some(message.into());
+    r
+}
+
+#[test]
+fn attempts_failing_alike_on_a_down_warehouse_pause_the_queue_with_one_diagnosis() {
+    let mut c = core(6, 2, 1, 2, 0);
+    c.breaker = breaker::Breaker::new(Some(3));
+    let down = "Database Error\n  connection to server at \"localhost\", port 5433 failed: Connection refused";
+    let mut running: Vec<AttemptKey> = launches(&c.start(0.0)).iter().map(|l| l.0).collect();
+    let mut fx = Vec::new();
+    for i in 0..3 {
+        let k = running.remove(0);
+        let node = format!("model.m{i}");
+        fx = c.on_attempt(
+            exited(k, 1, Ok(failed_with("i", &node, down))),
+            1.0 + f64::from(i),
+        );
+        running.extend(launches(&fx).iter().map(|l| l.0));
+        let v = c.view(k.batch, 2.0);
+        assert_eq!(
+            v.failure_class,
+            Some(crate::dbt::class::FailureClass::Connection),
+            "{v:?}"
+        );
+    }
+    assert!(launches(&fx).is_empty(), "nothing new starts: {fx:?}");
+    assert!(
+        fx.contains(&Effect::Emit(Event::QueuePaused(true))),
+        "{fx:?}"
+    );
+    let said: Vec<&String> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit(Event::Notice {
+                level: Level::Error,
+                text,
+            }) => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "{fx:?}");
+    assert!(said[0].contains("Connection refused"), "{}", said[0]);
+    assert!(c.breaker_tripped().is_some());
+    // The one still running finishes; the rest wait, pending, for a resume.
+    let last = running.remove(0);
+    let fx = c.on_attempt(exited(last, 1, Ok(failed_with("i", "model.x", down))), 5.0);
+    assert!(launches(&fx).is_empty(), "{fx:?}");
+    let pending = (0..6)
+        .filter(|&b| c.batches[b].status == BatchStatus::Pending)
+        .count();
+    assert_eq!(pending, 2, "the unattempted batches stay pending");
+    // Resumed by hand: it runs again, and counts afresh.
+    let fx = c.on_command(Command::ResumeQueue, 6.0);
+    assert!(!launches(&fx).is_empty(), "{fx:?}");
+    assert!(c.breaker_tripped().is_none());
+}
+
+#[test]
+fn failures_of_the_data_do_not_pause_the_queue() {
+    let mut c = core(5, 1, 1, 1, 0);
+    c.breaker = breaker::Breaker::new(Some(2));
+    let mut k = launches(&c.start(0.0))[0].0;
+    for i in 0..4 {
+        let fx = c.on_attempt(
+            exited(k, 1, Ok(failed_with("i", "model.m", "division by zero"))),
+            1.0 + f64::from(i),
+        );
+        assert!(
+            !fx.contains(&Effect::Emit(Event::QueuePaused(true))),
+            "{fx:?}"
+        );
+        k = launches(&fx)[0].0;
+    }
+    assert!(c.breaker_tripped().is_none());
 }

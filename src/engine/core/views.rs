@@ -91,6 +91,7 @@ impl EngineCore {
                 && st.nodes_done == 0
                 && st.results.counts().total() == 0,
             error: st.error.clone(),
+            failure_class: st.failure_class,
             failing: st
                 .results
                 .failing()

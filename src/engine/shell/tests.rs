@@ -109,6 +109,7 @@ fn settings(dir: &std::path::Path, workers: usize, threads: u32, budget: u32) ->
             window_as: crate::plan::WindowAs::Vars,
         },
         allow_empty: false,
+        breaker: None,
     }
 }
 

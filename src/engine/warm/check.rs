@@ -125,7 +125,6 @@ pub(crate) async fn choose(
         status: status_tx,
         seeds: made.to_vec(),
     };
-    eprintln!("dbt-herd: starting warm dbt workers: checking that batches parse alike…");
     let a = setup.slot(1, first);
     // Worker 2 parses anyway: with the last batch's inputs it is the check's
     // second parse, when nothing in its environment but its number differs

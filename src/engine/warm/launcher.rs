@@ -212,6 +212,7 @@ impl WarmLauncher {
                     parse_s: None,
                     runs: 0,
                     pid: None,
+                    since: None,
                 };
                 let _ = status.try_send((worker, stopped));
             });

@@ -65,6 +65,8 @@ pub(crate) struct Warm {
     /// Lines the worker printed on stdout or stderr (not the protocol).
     pub(super) printed: mpsc::Receiver<(bool, String)>,
     parse_s: f64,
+    /// When its process started (Unix seconds): its parse is its own span on the timeline.
+    since: f64,
     /// Batches it has run (it is replaced after `--recycle` of them).
     pub(super) runs: u32,
 }
@@ -117,15 +119,16 @@ impl Leave {
 pub(crate) type Started = (Warm, Option<serde_json::Map<String, serde_json::Value>>);
 
 impl SlotConfig {
-    fn status(&self, state: WarmState, parse_s: Option<f64>, runs: u32, pid: Option<u32>) {
+    fn status(&self, state: WarmState, w: Option<&Warm>, since: Option<f64>) {
         // Only the latest state matters; a full channel drops one.
         let _ = self.status.try_send((
             self.worker,
             WarmView {
                 state,
-                parse_s,
-                runs,
-                pid,
+                parse_s: w.map(|w| w.parse_s),
+                runs: w.map_or(0, |w| w.runs),
+                pid: w.map(Warm::pid),
+                since: w.map(|w| w.since).or(since),
             },
         ));
     }
@@ -133,17 +136,23 @@ impl SlotConfig {
     /// Starts a worker and has it parse; `digest` asks for the parse-invariance
     /// digest. On failure, the reason (with what the worker printed).
     pub async fn start(&self, digest: bool, leave: &mut Leave) -> Result<Started, String> {
-        self.status(WarmState::Starting, None, 0, None);
-        let result = self.start_inner(digest, leave).await;
+        let since = crate::clock::now_secs();
+        self.status(WarmState::Starting, None, Some(since));
+        let result = self.start_inner(digest, leave, since).await;
         match &result {
-            Ok((w, _)) => self.status(WarmState::Idle, Some(w.parse_s), 0, Some(w.pid())),
-            Err(_) if leave.left => self.status(WarmState::Stopped, None, 0, None),
-            Err(_) => self.status(WarmState::Failed, None, 0, None),
+            Ok((w, _)) => self.status(WarmState::Idle, Some(w), None),
+            Err(_) if leave.left => self.status(WarmState::Stopped, None, None),
+            Err(_) => self.status(WarmState::Failed, None, None),
         }
         result
     }
 
-    async fn start_inner(&self, digest: bool, leave: &mut Leave) -> Result<Started, String> {
+    async fn start_inner(
+        &self,
+        digest: bool,
+        leave: &mut Leave,
+        since: f64,
+    ) -> Result<Started, String> {
         std::fs::create_dir_all(&self.log_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.log_dir.display()))?;
         if let Some(seed) = &self.seed {
@@ -186,7 +195,16 @@ impl SlotConfig {
                     ));
                 }
             }
-            self.status(WarmState::Parsing, None, 0, Some(proc.group.pid()));
+            let _ = self.status.try_send((
+                self.worker,
+                WarmView {
+                    state: WarmState::Parsing,
+                    parse_s: None,
+                    runs: 0,
+                    pid: Some(proc.group.pid()),
+                    since: Some(since),
+                },
+            ));
             proc.send(&Request::Parse {
                 args: self.parse_args.clone(),
                 env: self.parse_env.clone(),
@@ -232,6 +250,7 @@ impl SlotConfig {
                         proc,
                         printed,
                         parse_s,
+                        since,
                         runs: 0,
                     },
                     digest,
@@ -300,7 +319,7 @@ pub(crate) async fn serve(
             if let Some(w) = warm.take() {
                 retire(w, cfg.grace_term).await;
             }
-            cfg.status(WarmState::Stopped, None, 0, None);
+            cfg.status(WarmState::Stopped, None, None);
             return;
         };
         let w = match warm.take() {
@@ -320,7 +339,7 @@ pub(crate) async fn serve(
                 }
             },
         };
-        cfg.status(WarmState::Busy, Some(w.parse_s), w.runs, Some(w.pid()));
+        cfg.status(WarmState::Busy, Some(&w), None);
         warm = super::batch::run(&cfg, w, *job).await;
         match warm.take() {
             Some(w) if w.runs >= cfg.recycle => {
@@ -329,7 +348,7 @@ pub(crate) async fn serve(
                 warm = cfg.start(false, &mut leave).await.ok().map(|(w, _)| w);
             }
             Some(w) => {
-                cfg.status(WarmState::Idle, Some(w.parse_s), w.runs, Some(w.pid()));
+                cfg.status(WarmState::Idle, Some(&w), None);
                 warm = Some(w);
             }
             None => warm = cfg.start(false, &mut leave).await.ok().map(|(w, _)| w),

@@ -8,6 +8,11 @@ use crate::tui::logbuf::{LogBuffer, ShownLine};
 impl App {
     pub(super) fn on_event(&mut self, ev: Event) -> Vec<Effect> {
         match ev {
+            Event::Preparing(prep) => {
+                // Elapsed time counts from the launch, wherever the face joined.
+                self.started_at = prep.launched_at;
+                self.preparing = Some(prep);
+            }
             Event::Started {
                 info,
                 batches,
@@ -75,6 +80,12 @@ impl App {
                 }
                 // Replaces whatever an earlier attempt at it said.
                 self.say(Level::Info, format!("the budget is now {b} connections"));
+            }
+            Event::ModeChanged { mode, reason } => {
+                if let Some(i) = self.info.as_mut() {
+                    i.mode = mode;
+                    i.mode_reason = reason;
+                }
             }
             Event::QueuePaused(p) => {
                 self.queue_paused = p;

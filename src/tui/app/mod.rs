@@ -31,7 +31,9 @@ pub(crate) use zoom::Zoom;
 
 use crate::dbt::events::Level;
 use crate::engine::messages::{Wait, wait_of};
-use crate::engine::{BatchStatus, BatchView, Command, Event, Resources, RunInfo, WorkerView};
+use crate::engine::{
+    BatchStatus, BatchView, Command, Event, PrepView, Resources, RunInfo, WorkerView,
+};
 use crate::text::sanitize::sanitize_plain;
 use crate::tui::logbuf::LogBuffer;
 
@@ -168,6 +170,8 @@ pub struct App {
     pub read_only: bool,
     /// When the last batch ended, if every batch has: the elapsed clock stops.
     pub done_at: Option<f64>,
+    /// The run's preparation, as last told.
+    pub preparing: Option<PrepView>,
 }
 
 impl App {
@@ -199,6 +203,7 @@ impl App {
             detachable: false,
             read_only: false,
             done_at: None,
+            preparing: None,
         }
     }
 

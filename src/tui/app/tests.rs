@@ -744,3 +744,28 @@ fn long_lines_in_the_zoom_scroll_sideways_or_wrap() {
     );
     assert!(text.contains("WRAP"));
 }
+
+#[test]
+fn a_late_cold_verdict_changes_the_mode_the_header_shows() {
+    let mut a = app();
+    a.info.as_mut().unwrap().mode = "warm".into();
+    a.update(Msg::Engine(Event::ModeChanged {
+        mode: "cold".into(),
+        reason: Some("batches parse differently".into()),
+    }));
+    let info = a.info.as_ref().unwrap();
+    assert_eq!(info.mode, "cold");
+    assert!(info.mode_line().contains("batches parse differently"));
+}
+
+#[test]
+fn elapsed_counts_from_the_launch_and_q_while_preparing_stops_the_preparation() {
+    let mut a = App::new(1000.0, (80, 24));
+    a.update(Msg::Engine(Event::Preparing(crate::engine::PrepView {
+        launched_at: 940.0,
+        ..Default::default()
+    })));
+    assert!((a.started_at - 940.0).abs() < 1e-9, "{}", a.started_at);
+    let fx = a.update(key('q'));
+    assert_eq!(sent(&fx), vec![Command::Shutdown { force: false }]);
+}

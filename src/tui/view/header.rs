@@ -20,6 +20,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled(" dbt-herd ", theme.title()),
         Span::raw(format!("{command} · ")),
     ];
+    if app.info.is_none()
+        && let Some(prep) = &app.preparing
+    {
+        counts.push(Span::styled("preparing", theme.bold()));
+        if let Some(p) = prep.current() {
+            counts.push(Span::raw(format!(
+                ": {}",
+                sanitize_plain(&p.doing, usize::from(area.width))
+            )));
+        }
+        let clock = format!("elapsed {} ", fmt_duration(app.now - app.started_at));
+        let [left, right] = Layout::horizontal([
+            Constraint::Min(0),
+            Constraint::Length(cells(clock.chars().count())),
+        ])
+        .areas(rows[0]);
+        frame.render_widget(Paragraph::new(Line::from(counts)), left);
+        frame.render_widget(Paragraph::new(clock).right_aligned(), right);
+        let dir = sanitize_plain(&prep.state_dir, usize::from(area.width));
+        frame.render_widget(
+            Paragraph::new(Line::styled(format!(" state dir: {dir}"), theme.dim())),
+            rows[1],
+        );
+        return;
+    }
     if app.read_only {
         counts.push(Span::styled("read-only", theme.warn()));
         counts.push(Span::raw(" · "));

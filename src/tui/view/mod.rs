@@ -6,6 +6,7 @@ mod grid;
 mod header;
 mod overlay;
 mod pane;
+mod preparing;
 mod table;
 mod text;
 mod timeline;
@@ -29,7 +30,9 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
         FOOTER_HEIGHT.min(area.height),
     );
     header::draw(frame, header, app, theme);
-    if let Some(z) = &app.zoom {
+    if let (None, Some(prep)) = (&app.info, &app.preparing) {
+        preparing::draw(frame, body, app, prep, theme);
+    } else if let Some(z) = &app.zoom {
         zoom::draw(frame, body, app, z, theme);
     } else {
         match app.screen {

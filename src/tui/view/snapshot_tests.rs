@@ -602,3 +602,78 @@ fn the_timeline_has_a_lane_per_worker_and_a_bar_per_attempt() {
         assert_eq!(app.screen, crate::tui::app::Screen::Grid);
     }
 }
+
+/// A run still preparing: the resolution done, warm workers starting, and
+/// what that phase waits on; elapsed counts from the launch.
+#[test]
+fn a_preparing_run_shows_each_phase_and_what_it_waits_on() {
+    use crate::engine::{PrepPhase, PrepView};
+    for size in [(80, 24), (120, 30)] {
+        let mut app = App::new(NOW, size);
+        app.detachable = true;
+        app.update(Msg::Engine(Event::Preparing(PrepView {
+            launched_at: NOW - 37.0,
+            state_dir: "/runs/20241204-031500".into(),
+            phases: vec![
+                PrepPhase {
+                    phase: "resolve".into(),
+                    doing: "resolving the plan against dbt's graph (dbt ls of each selection)"
+                        .into(),
+                    began_s: 0.2,
+                    seconds: Some(24.1),
+                },
+                PrepPhase {
+                    phase: "mode".into(),
+                    doing: "choosing warm or cold".into(),
+                    began_s: 24.3,
+                    seconds: None,
+                },
+            ],
+            waits_on: vec!["2 × dbt worker".into()],
+            done: false,
+        })));
+        app.update(Msg::Tick(NOW));
+        let text = format!("{:?}", screen(&app));
+        assert!(text.contains("elapsed 37.0s"), "from the launch:\n{text}");
+        assert!(text.contains("waits on"), "{text}");
+        insta::assert_snapshot!(format!("preparing_{}x{}", size.0, size.1), screen(&app));
+    }
+}
+
+/// A warm worker's parse is its own span in its lane, before the batch it
+/// then runs (whose bar starts when the batch does).
+#[test]
+fn the_timeline_shows_a_warm_workers_parse_before_its_first_batch() {
+    use crate::engine::messages::{AttemptOutcome, AttemptView, HistoryKind, WarmState, WarmView};
+    let mut app = mid_run((80, 24));
+    let mut workers = app.workers.clone();
+    workers[0].warm = Some(WarmView {
+        state: WarmState::Busy,
+        parse_s: Some(20.0),
+        runs: 1,
+        pid: Some(7),
+        since: Some(NOW - 40.0),
+    });
+    app.update(Msg::Engine(Event::WorkersChanged(workers)));
+    let mut v = app.batches[0].clone();
+    v.history = vec![AttemptView {
+        number: 1,
+        kind: HistoryKind::Run,
+        worker: 1,
+        started_at: NOW - 20.0,
+        duration_s: Some(10.0),
+        outcome: AttemptOutcome::Succeeded,
+        command: None,
+    }];
+    app.update(Msg::Engine(Event::BatchChanged(v)));
+    press(&mut app, KeyCode::Char('t'));
+    let text = format!("{:?}", screen(&app));
+    let lane = text
+        .lines()
+        .find(|l| l.contains("w1 "))
+        .unwrap_or_else(|| panic!("no lane w1:\n{text}"));
+    let parse = lane.find('░').expect("a parse span");
+    let bar = lane.find('█').expect("the batch's bar");
+    assert!(parse < bar, "the parse comes first: {lane}");
+    assert!(text.contains("░ parse"), "{text}");
+}

@@ -1,6 +1,6 @@
 //! `t`: the run so far in time, scaled to the width: a lane per worker, a bar per
 //! attempt (green succeeded, red failed, yellow cancelled, blue running), as the
-//! report draws it.
+//! report draws it, and a warm worker's parse as its own span before them.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -26,9 +26,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .iter()
         .flat_map(|b| b.history.iter().map(move |a| (b, a)))
         .collect();
+    // Each warm worker's current process: its parse, from its start.
+    let parses: Vec<(usize, f64, f64)> = app
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let warm = w.warm.as_ref()?;
+            let since = warm.since?;
+            Some((w.number, since, warm.parse_s.map_or(app.now, |p| since + p)))
+        })
+        .collect();
     let Some(t0) = attempts
         .iter()
         .map(|(_, a)| a.started_at)
+        .chain(parses.iter().map(|p| p.1))
         .min_by(f64::total_cmp)
     else {
         frame.render_widget(
@@ -54,11 +65,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .max(attempts.iter().map(|(_, a)| a.worker).max().unwrap_or(0));
     let mut lines = Vec::new();
     for lane in 1..=lanes {
-        let mut cells: Vec<Option<AttemptOutcome>> = vec![None; width];
+        let mut cells: Vec<Option<Cell>> = vec![None; width];
+        for &(_, from, to) in parses.iter().filter(|p| p.0 == lane) {
+            let (x0, x1) = (col(from), col(to));
+            for cell in cells.iter_mut().take(x1.max(x0 + 1).min(width)).skip(x0) {
+                *cell = Some(Cell::Parse);
+            }
+        }
         for (_, a) in attempts.iter().filter(|(_, a)| a.worker == lane) {
             let (x0, x1) = (col(a.started_at), col(end_of(a)));
             for cell in cells.iter_mut().take(x1.max(x0 + 1).min(width)).skip(x0) {
-                *cell = Some(a.outcome);
+                *cell = Some(Cell::Attempt(a.outcome));
             }
         }
         let mut spans = vec![Span::styled(
@@ -67,7 +84,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         )];
         spans.extend(cells.into_iter().map(|c| match c {
             None => Span::styled("·", theme.dim()),
-            Some(o) => Span::styled("█", style_of(o, theme)),
+            Some(Cell::Parse) => Span::styled("░", theme.dim()),
+            Some(Cell::Attempt(o)) => Span::styled("█", style_of(o, theme)),
         }));
         lines.push(Line::from(spans));
     }
@@ -82,9 +100,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled("█ failed  ", theme.error()),
         Span::styled("█ cancelled  ", theme.warn()),
         Span::styled("█ running", theme.focus()),
+        Span::styled(
+            if parses.is_empty() { "" } else { "  ░ parse" },
+            theme.dim(),
+        ),
         Span::styled(format!("  · {} attempts", attempts.len()), theme.dim()),
     ]));
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// What a cell of a lane shows.
+#[derive(Clone, Copy)]
+enum Cell {
+    /// The worker parsing (no batch charged for it).
+    Parse,
+    Attempt(AttemptOutcome),
 }
 
 fn style_of(o: AttemptOutcome, theme: &Theme) -> Style {

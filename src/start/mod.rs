@@ -9,7 +9,6 @@ use crate::dbt::run_results;
 use crate::engine::journal::{self, JournalState};
 use crate::engine::parse::{SharedParse, shared_parse};
 use crate::engine::protocol::Prior;
-use crate::engine::summary::{PhaseTime, Preparation};
 use crate::engine::warm::check::{self, Mode, ModeChoice, Runner};
 use crate::engine::{self, BatchStatus, EngineHandle, EngineSetup};
 use crate::graph::resolve::{self, PlanReport};
@@ -18,6 +17,10 @@ use crate::plan::{self, Batch};
 use crate::state_dir::StateDir;
 use crate::state_lock;
 use crate::usage;
+
+mod preparing;
+use preparing::PrepClock;
+pub(crate) use preparing::launch;
 
 pub(crate) struct PreparedRun {
     pub settings: RunSettings,
@@ -36,34 +39,6 @@ pub(crate) struct PreparedRun {
     shared_parse: Option<SharedParse>,
     /// The launch, and each phase of the preparation as it ends.
     clock: PrepClock,
-}
-
-/// Times the preparation from the launch (`prepare`), phase by phase.
-struct PrepClock {
-    launched: std::time::Instant,
-    preparation: Preparation,
-}
-
-impl PrepClock {
-    fn new() -> Self {
-        Self {
-            launched: std::time::Instant::now(),
-            preparation: Preparation {
-                launched_at: chrono::Utc::now().to_rfc3339(),
-                phases: Vec::new(),
-            },
-        }
-    }
-
-    /// Ends `phase` now: its time is what passed since the last one ended.
-    fn done(&mut self, phase: &str) {
-        let before: f64 = self.preparation.phases.iter().map(|p| p.seconds).sum();
-        let seconds = (self.launched.elapsed().as_secs_f64() - before).max(0.0);
-        self.preparation.phases.push(PhaseTime {
-            phase: phase.to_string(),
-            seconds: (seconds * 100.0).round() / 100.0,
-        });
-    }
 }
 
 /// Validates everything and sets up the state dir. Nothing is started yet.
@@ -122,6 +97,13 @@ fn prepare_resume(
     }
     let (state, stored) = StateDir::open_for_resume(dir)?;
     let mut merged = config::merge_resume(&stored.args, given);
+    let changes = config::resume_changes(&stored.args, &merged);
+    if !changes.is_empty() {
+        eprintln!(
+            "dbt-herd: resuming with these options changed from the stored run: {}",
+            changes.join(", ")
+        );
+    }
     config::refill_secrets(&mut merged)?;
     let settings = RunSettings::from_args(&merged)?;
     say_which_dbt(merged.dbt.is_none(), &settings);
@@ -169,13 +151,22 @@ impl PreparedRun {
         if self.past.is_some()
             && let Some((plan, report)) = reuse::load(&work, &fingerprint)
         {
-            eprintln!(
-                "dbt-herd: the plan is resolved as before (nothing it was resolved from changed): no dbt ls"
+            self.clock.begin(
+                "resolve",
+                "the plan is resolved as before (nothing it was resolved from changed): no dbt ls",
             );
             self.plan = plan;
             self.clock.done("resolve");
             return Ok(self.report.insert(report));
         }
+        self.clock.begin(
+            "resolve",
+            if self.shared == crate::cli::SharedWarehouse::No {
+                "resolving the plan"
+            } else {
+                "resolving the plan against dbt's graph (dbt ls of each selection)"
+            },
+        );
         let (plan, report) = resolve::resolve(&self.settings, plan, &work, self.shared).await?;
         self.clock.done("resolve");
         reuse::store(
@@ -192,9 +183,21 @@ impl PreparedRun {
     /// Warm workers (started and parsed now) or cold processes; says why when
     /// `auto` chose cold.
     pub async fn choose_mode(&mut self) -> color_eyre::Result<&ModeChoice> {
+        use crate::cli::ModeArg;
+        self.clock.begin(
+            "mode",
+            match self.mode {
+                ModeArg::Warm => {
+                    "readying warm dbt workers (--mode warm): checking that batches parse alike"
+                }
+                ModeArg::Auto => "choosing warm or cold",
+                ModeArg::Cold => "running cold (--mode cold): a new dbt process per batch",
+            },
+        );
         if self.nothing_left() {
             // A resume of a finished run: no worker to start or parse for.
             let runner = check::cold(Some("nothing is left to run".into()));
+            self.clock.done("mode");
             return Ok(&self.runner.insert(runner).choice);
         }
         let made = self
@@ -219,6 +222,10 @@ impl PreparedRun {
                 // Said before any screen takes over: the header repeats it.
                 eprintln!("dbt-herd: running cold: {why}");
             }
+            self.clock.begin(
+                "shared_parse",
+                "parsing the project once for the batches that share vars (dbt parse)",
+            );
             self.shared_parse = shared_parse(
                 &self.settings,
                 &self.plan,
@@ -228,6 +235,8 @@ impl PreparedRun {
             .await;
             if self.shared_parse.is_some() {
                 self.clock.done("shared_parse");
+            } else {
+                self.clock.skip("shared_parse");
             }
         }
         Ok(&self.runner.insert(runner).choice)
@@ -235,40 +244,22 @@ impl PreparedRun {
 }
 
 impl PreparedRun {
-    /// Resolves the plan and readies dbt, either stoppable by a signal.
-    /// `Ok(Some(code))`: a signal ended the run before any batch started. Either
-    /// way the run ends here, summary.json says so: every batch that was to run
-    /// pending (so `--resume` runs it), and a failure's line.
-    pub async fn ready(&mut self) -> color_eyre::Result<Option<i32>> {
-        let r = self.ready_inner().await;
-        match &r {
-            Ok(Some(code)) => self.write_unstarted(None, *code),
-            Err(e) => {
-                let code = if e.downcast_ref::<crate::error::UsageError>().is_some() {
-                    crate::error::exit::USAGE
-                } else {
-                    crate::error::exit::INTERNAL
-                };
-                self.write_unstarted(Some(e.to_string()), code);
-            }
-            Ok(None) => {}
-        }
-        r
+    /// Resolves the plan and readies dbt: the preparation's work, which a
+    /// face can stop (see `launch`).
+    async fn ready_work(&mut self) -> color_eyre::Result<()> {
+        self.resolve().await?;
+        self.choose_mode().await?;
+        Ok(())
     }
 
-    async fn ready_inner(&mut self) -> color_eyre::Result<Option<i32>> {
-        use crate::entry::until_signal;
-        use crate::error::exit::SIGNAL_BASE;
-        if let Some(sig) = until_signal("resolving the plan", self.resolve()).await? {
-            return Ok(Some(SIGNAL_BASE + sig));
-        }
-        if let Some(sig) = until_signal("preparing dbt", self.choose_mode()).await? {
-            return Ok(Some(SIGNAL_BASE + sig));
-        }
-        Ok(None)
-    }
-
-    fn write_unstarted(&self, error: Option<String>, code: i32) {
+    /// Writes summary.json for a run that ended before any batch started: every
+    /// batch that was to run pending (so `--resume` runs it), and a failure's
+    /// line. Returns it, and whether it was written.
+    fn write_unstarted(
+        &self,
+        error: Option<String>,
+        code: i32,
+    ) -> (crate::engine::summary::Summary, bool) {
         use crate::engine::summary::{Summary, SummaryStatus, record_exit_code};
         let status = |b: &Batch| match &self.past {
             Some(past)
@@ -289,9 +280,10 @@ impl PreparedRun {
             .map_err(std::io::Error::other)
             .and_then(|json| crate::state_dir::write_atomic(&path, &json))
             .and_then(|()| record_exit_code(&path, code));
-        if let Err(e) = written {
+        if let Err(e) = &written {
             eprintln!("dbt-herd: cannot write {} ({e})", path.display());
         }
+        (summary, written.is_ok())
     }
 }
 
@@ -450,7 +442,7 @@ fn committed_before(
 
 /// Starts the engine on a prepared run with real dbt processes. `logs`: whether
 /// the face shows dbt's log lines.
-pub(crate) fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHandle> {
+fn start(p: PreparedRun, logs: bool) -> color_eyre::Result<EngineHandle> {
     // What a resume carries over, judged on the plan as resolved (a batch that
     // now leaves nodes to others runs something else than it did).
     let (prior, changed) = p
