@@ -488,3 +488,61 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
         tagged_processes(&t)
     );
 }
+
+/// A warehouse with fewer connections than the run's workers: the refused
+/// batches are requeued without failing (no retry spent), fewer run at once
+/// and the run says so, and every window lands.
+#[test]
+fn a_connection_limit_below_the_workers_is_back_pressure_and_every_window_lands() {
+    let pg = Postgres::start();
+    let dbt =
+        dbt_herd::venv::ensure(&mut std::io::stderr()).unwrap_or_else(|e| panic!("dbt venv: {e}"));
+    let (work, project) = windows_project_with(&[("daily_users.sql", DAILY_USERS)]);
+    pg.write_profiles(work.path(), "herd_windows", 1);
+    let t = tag("pg-limit");
+    let _reaper = Reaper(t.clone());
+    seed(&dbt, work.path(), &project, &t);
+    pg.sql("alter role dbt connection limit 2");
+    let state = work.path().join("state");
+    let out = herd(
+        &dbt,
+        work.path(),
+        &project,
+        &state,
+        &t,
+        &[
+            "--backfill",
+            "2024-03-01..2024-03-08",
+            "-s",
+            "tag:core",
+            "--workers",
+            "4",
+            "--threads",
+            "1",
+            "--budget",
+            "10",
+            "--mode",
+            "cold",
+            "--vars",
+            "{hold_seconds: 1.5}",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stdout = text(&out.stdout);
+    check("dbt-herd run", &out);
+    assert!(
+        stdout.contains("the warehouse refused connections:") && stdout.contains("at once (was"),
+        "{stdout}"
+    );
+    let s = summary(&state);
+    for day in 1..=7 {
+        let b = batch(&s, &format!("2024-03-{day:02}_tag-core"));
+        assert_eq!(b["status"], "succeeded", "{b}");
+    }
+    assert!(s.get("breaker").is_none(), "{s}");
+    let want: Vec<(String, usize, usize)> =
+        (1..=7).map(|d| (format!("2024-03-{d:02}"), 3, 3)).collect();
+    assert_eq!(rows_per_day(&pg, "daily"), want);
+    assert!(tagged_processes(&t).is_empty());
+}

@@ -44,15 +44,12 @@ pub fn cause(text: &str) -> String {
         // The exception line is the last unindented line after the frames
         // (`File "…", line N` and the source under it are indented).
         let after = &text[start + TRACEBACK.len()..];
-        let exception = after
-            .lines()
-            .rev()
-            .find(|l| {
-                !l.trim().is_empty()
-                    && !l.starts_with(char::is_whitespace)
-                    && !l.starts_with(TRACEBACK)
-                    && !chained(l)
-            });
+        let exception = after.lines().rev().find(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with(char::is_whitespace)
+                && !l.starts_with(TRACEBACK)
+                && !chained(l)
+        });
         if let Some(line) = exception {
             let before = text[..start].trim();
             // What dbt said before the traceback names the node, when it does.

@@ -26,6 +26,9 @@ impl EngineCore {
         if self.queue_paused || self.shutting_down {
             return None;
         }
+        if self.cap.is_some_and(|c| self.running_count() >= c) {
+            return None;
+        }
         let slot = self.slots.iter().position(|s| {
             !s.paused
                 && !s.retiring

@@ -98,6 +98,11 @@ pub(crate) struct EngineCore {
     shutting_down: bool,
     idle_reported: bool,
     breaker: breaker::Breaker,
+    /// Batches at once the warehouse allows, learned from its refusals;
+    /// `None`: as many as there are workers.
+    cap: Option<usize>,
+    /// Successes since the cap last changed.
+    cap_successes: usize,
 }
 
 impl EngineCore {
@@ -129,6 +134,8 @@ impl EngineCore {
             shutting_down: false,
             idle_reported: false,
             breaker,
+            cap: None,
+            cap_successes: 0,
         };
         core.link_prerequisites();
         core

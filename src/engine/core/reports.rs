@@ -323,6 +323,8 @@ impl EngineCore {
         now: f64,
     ) -> Vec<Effect> {
         let shutting_down = self.shutting_down;
+        // One at a time and still refused: the refusal is a failure like any.
+        let at_floor = self.cap == Some(1);
         let st = &mut self.batches[key.batch];
         // The attempt's own verdict, before a requeue makes its batch pending.
         let outcome = AttemptOutcome::of(status);
@@ -398,8 +400,17 @@ impl EngineCore {
             && nothing_to_do
             && exit.is_some_and(|e| e.code == Some(0))
             && !st.complete_enough();
+        // Refused for want of connections: back-pressure, not a failure. It
+        // goes first again, without using up a retry, and fewer run at once.
+        let pushed_back = outcome == AttemptOutcome::Failed
+            && st.failure_class == Some(crate::dbt::class::FailureClass::ConnectionLimit)
+            && !shutting_down
+            && !at_floor;
         let mut status = status;
-        let requeue = if retry_fell_short && !shutting_down {
+        let requeue = if pushed_back {
+            status = BatchStatus::Pending;
+            Some(true)
+        } else if retry_fell_short && !shutting_down {
             st.force_full = true;
             status = BatchStatus::Pending;
             Some(true)
@@ -442,7 +453,11 @@ impl EngineCore {
         if requeue.is_some() {
             fx.push(self.queue_changed());
         }
-        fx.extend(self.count_for_breaker(key.batch, outcome));
+        if pushed_back {
+            fx.extend(self.lower_cap());
+        } else {
+            fx.extend(self.count_for_breaker(key.batch, outcome));
+        }
         fx.extend(self.dispatch(now));
         fx
     }
@@ -451,14 +466,17 @@ impl EngineCore {
     /// class first); when it trips, the queue pauses and the diagnosis is said.
     fn count_for_breaker(&mut self, b: usize, outcome: AttemptOutcome) -> Vec<Effect> {
         let st = &self.batches[b];
+        let mut fx = Vec::new();
         let failed = match (outcome, st.failure_class) {
-            (AttemptOutcome::Succeeded, _) => None,
+            (AttemptOutcome::Succeeded, _) => {
+                fx.extend(self.raise_cap());
+                None
+            }
             (AttemptOutcome::Failed, Some(class)) => {
                 Some((class, st.error.clone().unwrap_or_default()))
             }
-            _ => return Vec::new(),
+            _ => return fx,
         };
-        let mut fx = Vec::new();
         let tripped = self
             .breaker
             .note(failed.as_ref().map(|(c, e)| (*c, e.as_str())));
@@ -475,6 +493,44 @@ impl EngineCore {
             ));
         }
         fx
+    }
+
+    /// The warehouse refused a connection: as many batches at once as run now
+    /// (at least one), said with what it was.
+    fn lower_cap(&mut self) -> Vec<Effect> {
+        let running = self.running_count();
+        let was = self.cap.unwrap_or(running + 1);
+        let now = running.clamp(1, was.saturating_sub(1).max(1));
+        self.cap = Some(now);
+        self.cap_successes = 0;
+        vec![Self::notice(
+            Level::Warn,
+            format!(
+                "the warehouse refused connections: {now} at once (was {was}); the refused batch runs again"
+            ),
+        )]
+    }
+
+    /// A success under a lowered cap: after twice the cap of them, one more at once.
+    fn raise_cap(&mut self) -> Vec<Effect> {
+        let Some(cap) = self.cap else {
+            return Vec::new();
+        };
+        self.cap_successes += 1;
+        if self.cap_successes < 2 * cap {
+            return Vec::new();
+        }
+        self.cap_successes = 0;
+        let workers = self.active_workers();
+        self.cap = (cap + 1 < workers).then_some(cap + 1);
+        self.wake();
+        vec![Self::notice(
+            Level::Info,
+            format!(
+                "the warehouse keeps up: {} at once (was {cap})",
+                self.cap.unwrap_or(workers)
+            ),
+        )]
     }
 
     /// Why the circuit breaker paused the queue, if it did.

@@ -2048,3 +2048,51 @@ fn failures_of_the_data_do_not_pause_the_queue() {
     }
     assert!(c.breaker_tripped().is_none());
 }
+
+#[test]
+fn a_refused_connection_requeues_the_batch_without_a_retry_and_fewer_run_at_once() {
+    let mut c = core(10, 4, 2, 100, 0);
+    c.breaker = breaker::Breaker::new(Some(3));
+    let limit = "Database Error\n  connection to server on socket \"/tmp/.s.PGSQL.5433\" failed: FATAL:  sorry, too many clients already";
+    let mut running: Vec<AttemptKey> = launches(&c.start(0.0)).iter().map(|l| l.0).collect();
+    assert_eq!(running.len(), 4);
+    let refused = running.remove(0);
+    let fx = c.on_attempt(
+        exited(refused, 1, Ok(failed_with("i", "model.m", limit))),
+        1.0,
+    );
+    let st = &c.batches[refused.batch];
+    assert_eq!(st.status, BatchStatus::Pending, "back in the queue");
+    assert_eq!(c.queue.front(), Some(&refused.batch), "first in line");
+    assert!(launches(&fx).is_empty(), "3 at once now: {fx:?}");
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Emit(Event::Notice { text, .. })
+            if text.contains("3 at once (was 4)"))),
+        "{fx:?}"
+    );
+    assert_eq!(c.cap, Some(3));
+    // Each success lets the next one start, three at a time; after six, four again.
+    for i in 0..6 {
+        let k = running.remove(0);
+        let fx = c.on_attempt(
+            exited(k, 0, Ok(rr("i", &[("model.m", "success")]))),
+            2.0 + f64::from(i),
+        );
+        running.extend(launches(&fx).iter().map(|l| l.0));
+        assert!(
+            c.running_count() <= 3 || c.cap.is_none(),
+            "{i}: {}",
+            c.running_count()
+        );
+    }
+    assert_eq!(c.cap, None, "the warehouse kept up: as many as workers");
+    assert!(
+        c.breaker_tripped().is_none(),
+        "back-pressure is not a failure"
+    );
+    assert!(
+        c.batches[refused.batch].status != BatchStatus::Failed,
+        "the refused batch ran again"
+    );
+}
