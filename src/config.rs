@@ -36,6 +36,8 @@ pub(crate) struct RunSettings {
     pub allow_empty: bool,
     /// Attempts failing alike that pause the queue; `None`: never.
     pub breaker: Option<usize>,
+    /// `--budget auto`: `budget` is to be asked of the server before the run.
+    pub budget_auto: bool,
 }
 
 /// An absolute version of `p` (relative to the current directory), without requiring it to exist.
@@ -140,7 +142,9 @@ impl RunSettings {
             None => default_dbt()?.0,
         };
         let workers = a.workers.unwrap_or(4);
-        let (threads, budget) = threads_and_budget(workers, a.threads, a.budget)?;
+        let budget_auto = a.budget == Some(0);
+        let asked = a.budget.filter(|&b| b > 0);
+        let (threads, budget) = threads_and_budget(workers, a.threads, asked)?;
         let entries = match &a.plan {
             Some(path) => crate::plan::file::load(path)?,
             None => Vec::new(),
@@ -189,6 +193,7 @@ impl RunSettings {
                 window_as: a.window_as.unwrap_or_default(),
             },
             allow_empty: a.allow_empty,
+            budget_auto,
             breaker: match a.breaker {
                 Some(0) => None,
                 Some(k) => Some(k as usize),

@@ -326,6 +326,14 @@ mod tests {
             line(&["run", "--step", "3x"]),
             "invalid --step '3x': expected Nd, Nw or Nmo with N ≥ 1 (e.g. 1d, 2w, 1mo)"
         );
+        assert_eq!(
+            line(&["run", "--budget", "lots"]),
+            "invalid --budget 'lots': expected a whole number or auto"
+        );
+        assert_eq!(
+            line(&["run", "--breaker", "never"]),
+            "invalid --breaker 'never': expected a whole number or off"
+        );
         assert!(line(&["run", "--no-such-flag"]).contains("--no-such-flag"));
         assert!(!line(&["run", "--no-such-flag"]).contains('\n'));
     }

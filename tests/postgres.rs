@@ -546,3 +546,129 @@ fn a_connection_limit_below_the_workers_is_back_pressure_and_every_window_lands(
     assert_eq!(rows_per_day(&pg, "daily"), want);
     assert!(tagged_processes(&t).is_empty());
 }
+
+/// `pg_ctl restart -m fast` while batches run: the batches it cuts off fail
+/// with "server closed the connection" (or are refused while it is down),
+/// wait and run again by themselves (no `--retries` given), and every window
+/// lands once.
+#[test]
+fn a_postgres_restart_mid_run_is_retried_by_itself_and_every_window_lands() {
+    let mut pg = Postgres::start();
+    let dbt =
+        dbt_herd::venv::ensure(&mut std::io::stderr()).unwrap_or_else(|e| panic!("dbt venv: {e}"));
+    let (work, project) = windows_project_with(&[("daily_users.sql", DAILY_USERS)]);
+    pg.write_profiles(work.path(), "herd_windows", 1);
+    let t = tag("pg-restart");
+    let _reaper = Reaper(t.clone());
+    seed(&dbt, work.path(), &project, &t);
+    let state = work.path().join("state");
+    let run = common::running::start(herd(
+        &dbt,
+        work.path(),
+        &project,
+        &state,
+        &t,
+        &[
+            "--backfill",
+            "2024-03-01..2024-03-07",
+            "-s",
+            "tag:core",
+            "--workers",
+            "2",
+            "--threads",
+            "1",
+            "--mode",
+            "cold",
+            "--vars",
+            "{hold_seconds: 2}",
+        ],
+    ));
+    // Both workers' batches are in the warehouse when it restarts.
+    assert!(
+        wait_for(Duration::from_secs(120), || dbt_query_active(
+            &pg, "pg_sleep"
+        )),
+        "no batch reached the warehouse: {}",
+        run.stdout()
+    );
+    pg.restart();
+    let out = run.finish(Duration::from_secs(300));
+    assert_eq!(out.code, Some(0), "{}", out.both());
+    assert!(out.stdout.contains("a transient fault"), "{}", out.stdout);
+    let s = summary(&state);
+    for day in 1..=6 {
+        let b = batch(&s, &format!("2024-03-{day:02}_tag-core"));
+        assert_eq!(b["status"], "succeeded", "{b}");
+    }
+    // Whichever batches it cut off (the shared one, or windows) ran again.
+    let retried = s["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["attempts"].as_u64().unwrap() > 1)
+        .count();
+    assert!(retried >= 1, "the restart hit no batch: {s}");
+    let want: Vec<(String, usize, usize)> =
+        (1..=6).map(|d| (format!("2024-03-{d:02}"), 3, 3)).collect();
+    assert_eq!(rows_per_day(&pg, "daily"), want);
+    assert_eq!(rows_per_day(&pg, "daily_users"), want);
+    assert!(tagged_processes(&t).is_empty());
+}
+
+/// `--budget auto` asks the server: its `max_connections`, less what it keeps
+/// for superusers and what is in use, or the role's own limit when tighter.
+#[test]
+fn budget_auto_takes_what_the_server_has_room_for_and_says_so() {
+    let pg = Postgres::start_with(common::postgres::PgOptions {
+        max_connections: 20,
+    });
+    let dbt =
+        dbt_herd::venv::ensure(&mut std::io::stderr()).unwrap_or_else(|e| panic!("dbt venv: {e}"));
+    let (work, project) = windows_project_with(&[("daily_users.sql", DAILY_USERS)]);
+    pg.write_profiles(work.path(), "herd_windows", 1);
+    let t = tag("pg-auto");
+    let _reaper = Reaper(t.clone());
+    seed(&dbt, work.path(), &project, &t);
+    let run = |state: &Path| {
+        herd(
+            &dbt,
+            work.path(),
+            &project,
+            state,
+            &t,
+            &[
+                "--backfill",
+                "2024-03-01..2024-03-03",
+                "-s",
+                "tag:core",
+                "--budget",
+                "auto",
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let state = work.path().join("state");
+    let out = run(&state);
+    check("dbt-herd run --budget auto", &out);
+    let stderr = text(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("--budget auto:"))
+        .unwrap_or_else(|| panic!("no word on the budget: {stderr}"));
+    assert!(
+        line.contains("max_connections 20, 3 reserved for superusers"),
+        "{line}"
+    );
+    let budget = summary(&state)["budget"].as_u64().unwrap();
+    assert!((10..=17).contains(&budget), "{budget}: {line}");
+    assert!(line.contains(&format!("{budget} connections")), "{line}");
+
+    // A role limit tighter than the server's is the budget.
+    pg.sql("alter role dbt connection limit 3");
+    let state = work.path().join("state2");
+    let out = run(&state);
+    check("dbt-herd run --budget auto (role limit)", &out);
+    assert_eq!(summary(&state)["budget"], 3, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("the role's connection limit 3"));
+}

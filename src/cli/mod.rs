@@ -170,9 +170,10 @@ pub(crate) struct RunArgs {
     #[serde(deserialize_with = "number_or_text")]
     pub threads: Option<u32>,
 
-    /// Warehouse connections: running batches' threads never exceed it [default: workers × threads].
-    #[arg(long, value_name = "N", value_parser = at_least_one)]
-    #[serde(deserialize_with = "number_or_text")]
+    /// Warehouse connections: running batches' threads never exceed it; `auto`
+    /// asks a PostgreSQL server what it has room for [default: workers × threads].
+    #[arg(long, value_name = "N|auto", value_parser = budget_value)]
+    #[serde(default, deserialize_with = "budget_in_file")]
     pub budget: Option<u32>,
 
     /// Automatic retries of a failed batch (dbt retry, or a full rerun when retry has nothing to do) [default: 0].
@@ -184,7 +185,11 @@ pub(crate) struct RunArgs {
     /// systemic cause (the warehouse down, a lock held, a broken profile); `off`
     /// never does [default: 3].
     #[arg(long, value_name = "K|off", value_parser = breaker_count)]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "breaker_in_file"
+    )]
     pub breaker: Option<u32>,
 
     /// KEY=VALUE for every dbt process; {batch} and {worker} in VALUE are replaced (repeatable).
@@ -356,12 +361,29 @@ fn whole_number(s: &str) -> Result<u32, String> {
         .map_err(|_| format!("too large (at most {})", u32::MAX))
 }
 
+/// `--budget`: a count of at least 1, or `auto` (stored as 0).
+fn budget_value(s: &str) -> Result<u32, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(0);
+    }
+    number_or(s, "auto")
+}
+
 /// `--breaker`: a count of at least 1, or `off` (stored as 0).
 fn breaker_count(s: &str) -> Result<u32, String> {
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(0);
     }
-    at_least_one(s).map_err(|e| format!("{e}, or off"))
+    number_or(s, "off")
+}
+
+/// A count of at least 1; text that is no number is told it could be `word`.
+fn number_or(s: &str, word: &str) -> Result<u32, String> {
+    let t = s.trim();
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("expected a whole number or {word}"));
+    }
+    at_least_one(t)
 }
 
 fn at_least_one(s: &str) -> Result<u32, String> {
@@ -406,6 +428,34 @@ where
             .parse()
             .map(Some)
             .map_err(|_| serde::de::Error::custom(format!("not a number: '{t}'"))),
+    }
+}
+
+/// `budget = 12` or `budget = "auto"` in a config file (or run.json).
+fn budget_in_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    word_or_number(d, budget_value)
+}
+
+/// `breaker = 5` or `breaker = "off"`.
+fn breaker_in_file<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    word_or_number(d, breaker_count)
+}
+
+/// A number, or text that `parse` reads as the flag would.
+fn word_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    parse: fn(&str) -> Result<u32, String>,
+) -> Result<Option<u32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Number(u32),
+        Text(String),
+    }
+    match Option::<Either>::deserialize(d)? {
+        None => Ok(None),
+        Some(Either::Number(n)) => Ok(Some(n)),
+        Some(Either::Text(t)) => parse(&t).map(Some).map_err(serde::de::Error::custom),
     }
 }
 

@@ -440,6 +440,7 @@ mod tests {
             },
             allow_empty: false,
             breaker: None,
+            budget_auto: false,
         }
     }
 

@@ -17,7 +17,8 @@ pub enum FailureClass {
     Permission,
     /// Another process holds what it needs (a DuckDB file lock, a deadlock).
     Lock,
-    /// The connection broke mid-way (reset, server closed it, timeout).
+    /// Gone on a second try: the connection broke mid-way (reset, server
+    /// closed it, timeout), or two sessions raced on the catalog.
     Transient,
     /// A query failed on the data or its SQL.
     Query,
@@ -34,6 +35,12 @@ impl FailureClass {
     /// the same one on every batch means no batch can succeed now.
     pub fn systemic(self) -> bool {
         !matches!(self, Self::Query | Self::TestFailure | Self::Other)
+    }
+
+    /// A fault that may be gone in a few seconds (a restart, a network blip):
+    /// worth a retry after a wait.
+    pub fn retries_itself(self) -> bool {
+        matches!(self, Self::Transient | Self::Connection)
     }
 
     /// The word a person reads.
@@ -104,6 +111,12 @@ const SIGNS: &[(FailureClass, &[&str])] = &[
             "connection timed out",
             "the database system is shutting down",
             "the database system is starting up",
+            // Two sessions creating one schema or type at once: the loser's
+            // statement fails, and succeeds once the winner has committed.
+            "pg_namespace_nspname_index",
+            "pg_type_typname_nsp_index",
+            "tuple concurrently updated",
+            "could not serialize access",
         ],
     ),
     (
@@ -230,6 +243,10 @@ mod tests {
             (
                 "permission denied for schema marts",
                 FailureClass::Permission,
+            ),
+            (
+                "duplicate key value violates unique constraint \"pg_namespace_nspname_index\" DETAIL: Key (nspname)=(herd) already exists.",
+                FailureClass::Transient,
             ),
             (
                 "Env var required but not provided: 'DUCKDB_PATH'",

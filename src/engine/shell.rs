@@ -265,6 +265,11 @@ impl Shell {
                     inp.verdict = None;
                     self.on_verdict(v);
                 }
+                // A batch held back after a transient fault is due.
+                () = until(self.core.next_wake()) => {
+                    let fx = self.core.on_tick(now_secs());
+                    self.apply(fx);
+                }
                 // Room for what waits: `catch_up` below sends it.
                 Ok(permit) = events.reserve(), if self.outbox.waiting() => drop(permit),
             }
@@ -560,8 +565,16 @@ impl Shell {
     }
 }
 
-#[cfg(test)]
-mod tests;
+/// Resolves at `due` (Unix seconds); never when there is nothing due.
+async fn until(due: Option<f64>) {
+    match due {
+        Some(due) => {
+            let wait = (due - now_secs()).max(0.0);
+            tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// The verdict once it comes; never, when none is awaited.
 async fn verdict(
@@ -574,3 +587,6 @@ async fn verdict(
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

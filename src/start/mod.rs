@@ -18,6 +18,7 @@ use crate::state_dir::StateDir;
 use crate::state_lock;
 use crate::usage;
 
+mod budget;
 mod preparing;
 use preparing::PrepClock;
 pub(crate) use preparing::launch;
@@ -47,8 +48,9 @@ pub(crate) fn prepare(given: &RunArgs) -> color_eyre::Result<PreparedRun> {
     if let Some(dir) = &given.resume {
         return prepare_resume(dir, given, clock);
     }
-    let settings = RunSettings::from_args(given)?;
+    let mut settings = RunSettings::from_args(given)?;
     say_which_dbt(given.dbt.is_none(), &settings);
+    ask_for_budget(&mut settings)?;
     let plan = plan::build(&settings.plan);
     let root = config::absolute(
         &given
@@ -105,8 +107,9 @@ fn prepare_resume(
         );
     }
     config::refill_secrets(&mut merged)?;
-    let settings = RunSettings::from_args(&merged)?;
+    let mut settings = RunSettings::from_args(&merged)?;
     say_which_dbt(merged.dbt.is_none(), &settings);
+    ask_for_budget(&mut settings)?;
     let plan = plan::build(&settings.plan);
     let journal_path = state.journal_path();
     let past = journal::read(&journal_path).map_err(|e| usage!("--resume: {e}"))?;
@@ -285,6 +288,25 @@ impl PreparedRun {
         }
         (summary, written.is_ok())
     }
+}
+
+/// `--budget auto`: the budget the server has room for, said with its reasons.
+fn ask_for_budget(settings: &mut RunSettings) -> color_eyre::Result<()> {
+    if !settings.budget_auto {
+        return Ok(());
+    }
+    let room = budget::ask(settings)?;
+    eprintln!("dbt-herd: {}", room.line());
+    settings.budget = room.budget();
+    if settings.threads > settings.budget {
+        return Err(usage!(
+            "--budget auto: the server has room for {} connections, fewer than one batch's {} threads",
+            settings.budget,
+            settings.threads
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// Without `--dbt`, which dbt the run uses and where it was found.

@@ -55,6 +55,7 @@ pub struct Postgres {
     /// (uid, gid) the server runs as when we are root.
     run_as: Option<(u32, u32)>,
     server: Option<Child>,
+    opts: PgOptions,
     /// Last field: removed after `drop` has stopped the server.
     dir: tempfile::TempDir,
 }
@@ -95,6 +96,7 @@ impl Postgres {
             bin,
             run_as,
             server: None,
+            opts,
             dir,
         };
         pg.initdb();
@@ -363,6 +365,32 @@ impl Postgres {
     fn server_ready(&self) -> bool {
         std::fs::read_to_string(self.data.join("postmaster.pid"))
             .is_ok_and(|s| s.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+    }
+}
+
+impl Postgres {
+    /// `pg_ctl restart -m fast` as an operator does it: every connection is
+    /// cut ("terminating connection due to administrator command"), and the
+    /// server is back on the same port a moment later.
+    pub fn restart(&mut self) {
+        let out = self
+            .server_cmd("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["stop", "-m", "fast", "-w", "-t", "30"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
+        self.check(&out, "pg_ctl stop failed");
+        if let Some(mut old) = self.server.take() {
+            let _ = old.wait();
+        }
+        let opts = self.opts;
+        assert!(
+            self.spawn_server(&opts),
+            "postgres did not come back on port {}\n{}",
+            self.port,
+            self.log_tail()
+        );
     }
 }
 

@@ -98,6 +98,8 @@ pub(crate) struct BatchState {
     pub error: Option<String>,
     /// The kind of its last failure.
     pub failure_class: Option<crate::dbt::class::FailureClass>,
+    /// Retries of a transient fault it has left (they spend no `--retries`).
+    pub transient_left: u32,
     pub last_error_line: Option<String>,
     /// The attempt's first error-level event: where dbt says what went wrong
     /// when its summary lines only say "ERROR".
@@ -139,6 +141,7 @@ impl BatchState {
             last_error_line: None,
             first_error_line: None,
             failure_class: None,
+            transient_left: super::backoff::TRANSIENT_RETRIES,
             nodes_done: 0,
             nodes_total: None,
             executing: BTreeSet::new(),

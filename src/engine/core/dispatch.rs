@@ -432,7 +432,7 @@ impl EngineCore {
     /// Nothing runs and nothing can start without a command (the queue is
     /// empty, paused, or holds only batches whose prerequisites failed).
     pub fn is_idle(&self) -> bool {
-        self.running_count() == 0 && self.pick(false).is_none()
+        self.running_count() == 0 && self.pick(false).is_none() && self.backoff.is_empty()
     }
 
     fn check_idle(&mut self) -> Vec<Effect> {

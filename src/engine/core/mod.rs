@@ -12,6 +12,7 @@
 //! (what attempts say, and the verdict), `split` (edit and split), `views` (what
 //! the faces are shown).
 
+mod backoff;
 mod batch;
 mod breaker;
 pub(crate) use breaker::DEFAULT_K as BREAKER_K;
@@ -103,6 +104,8 @@ pub(crate) struct EngineCore {
     cap: Option<usize>,
     /// Successes since the cap last changed.
     cap_successes: usize,
+    /// Batches held back after a transient fault: when each is due (Unix seconds).
+    backoff: Vec<(f64, usize)>,
 }
 
 impl EngineCore {
@@ -136,6 +139,7 @@ impl EngineCore {
             breaker,
             cap: None,
             cap_successes: 0,
+            backoff: Vec::new(),
         };
         core.link_prerequisites();
         core

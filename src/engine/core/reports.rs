@@ -406,10 +406,22 @@ impl EngineCore {
             && st.failure_class == Some(crate::dbt::class::FailureClass::ConnectionLimit)
             && !shutting_down
             && !at_floor;
+        // A broken or refused connection (a restart, a network blip): it
+        // waits and runs again, spending no retry.
+        let transient = outcome == AttemptOutcome::Failed
+            && st
+                .failure_class
+                .is_some_and(crate::dbt::class::FailureClass::retries_itself)
+            && st.transient_left > 0
+            && !shutting_down;
         let mut status = status;
         let requeue = if pushed_back {
             status = BatchStatus::Pending;
             Some(true)
+        } else if transient {
+            st.transient_left -= 1;
+            status = BatchStatus::Pending;
+            None
         } else if retry_fell_short && !shutting_down {
             st.force_full = true;
             status = BatchStatus::Pending;
@@ -456,7 +468,22 @@ impl EngineCore {
         if pushed_back {
             fx.extend(self.lower_cap());
         } else {
-            fx.extend(self.count_for_breaker(key.batch, outcome));
+            let broke = self.batches[key.batch].failure_class
+                == Some(crate::dbt::class::FailureClass::Transient);
+            if transient {
+                fx.push(self.hold_back(key.batch, now));
+                if !broke {
+                    // Refused: do not hammer a warehouse that is not there;
+                    // fewer at once until it answers again.
+                    fx.extend(self.lower_cap());
+                }
+            }
+            // A connection that broke mid-way is not a sign that none can be
+            // made; a refused one counts, so that a warehouse down for the
+            // run stops it after K attempts, retries or not.
+            if !(transient && broke) {
+                fx.extend(self.count_for_breaker(key.batch, outcome));
+            }
         }
         fx.extend(self.dispatch(now));
         fx
@@ -484,6 +511,12 @@ impl EngineCore {
             && !self.queue_paused
         {
             self.queue_paused = true;
+            // What waits to retry waits for the resume like the rest.
+            for (_, b) in std::mem::take(&mut self.backoff) {
+                if !self.queue.contains(&b) {
+                    self.queue.push_front(b);
+                }
+            }
             fx.push(Effect::Emit(Event::QueuePaused(true)));
             fx.push(Self::notice(
                 Level::Error,

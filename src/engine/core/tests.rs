@@ -2016,14 +2016,20 @@ fn attempts_failing_alike_on_a_down_warehouse_pause_the_queue_with_one_diagnosis
     assert_eq!(said.len(), 1, "{fx:?}");
     assert!(said[0].contains("Connection refused"), "{}", said[0]);
     assert!(c.breaker_tripped().is_some());
-    // The one still running finishes; the rest wait, pending, for a resume.
-    let last = running.remove(0);
-    let fx = c.on_attempt(exited(last, 1, Ok(failed_with("i", "model.x", down))), 5.0);
-    assert!(launches(&fx).is_empty(), "{fx:?}");
+    // A refused connection also lowered how many run at once: one, and that
+    // one has failed too, so nothing runs.
+    assert!(running.is_empty(), "{running:?}");
+    assert_eq!(c.cap, Some(1));
+    // Refused connections wait to retry, so every batch is still pending:
+    // the ones tried, and the ones never started.
     let pending = (0..6)
         .filter(|&b| c.batches[b].status == BatchStatus::Pending)
         .count();
-    assert_eq!(pending, 2, "the unattempted batches stay pending");
+    assert_eq!(pending, 6, "every batch waits for a resume");
+    assert!(
+        launches(&c.on_tick(100.0)).is_empty(),
+        "paused: nothing starts"
+    );
     // Resumed by hand: it runs again, and counts afresh.
     let fx = c.on_command(Command::ResumeQueue, 6.0);
     assert!(!launches(&fx).is_empty(), "{fx:?}");
@@ -2095,4 +2101,58 @@ fn a_refused_connection_requeues_the_batch_without_a_retry_and_fewer_run_at_once
         c.batches[refused.batch].status != BatchStatus::Failed,
         "the refused batch ran again"
     );
+}
+
+#[test]
+fn a_transient_fault_waits_then_runs_again_without_spending_a_retry() {
+    let mut c = core(2, 1, 1, 1, 0);
+    c.breaker = breaker::Breaker::new(Some(1));
+    let closed = "Database Error in model m (models/m.sql)\n  server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally";
+    let k = launches(&c.start(0.0))[0].0;
+    let fx = c.on_attempt(exited(k, 1, Ok(failed_with("i", "model.m", closed))), 10.0);
+    assert_eq!(c.batches[k.batch].status, BatchStatus::Pending);
+    assert_eq!(
+        c.batches[k.batch].auto_retries_left, 0,
+        "no --retries to spend"
+    );
+    assert!(
+        c.breaker_tripped().is_none(),
+        "a retried fault is not counted"
+    );
+    // The other batch runs meanwhile; this one waits for its time.
+    let other = launches(&fx);
+    assert_eq!(other.len(), 1, "{fx:?}");
+    assert_ne!(other[0].0.batch, k.batch);
+    let due = c.next_wake().expect("a wake-up");
+    assert!(due > 10.0 + 1.0 && due < 10.0 + 3.0, "{due}");
+    assert!(!c.is_idle(), "waiting is not idle");
+    let fx = c.on_attempt(
+        exited(other[0].0, 0, Ok(rr("j", &[("model.o", "success")]))),
+        11.0,
+    );
+    assert!(launches(&fx).is_empty(), "not before its time: {fx:?}");
+    assert!(c.on_tick(due - 0.1).is_empty());
+    let fx = c.on_tick(due);
+    let again = launches(&fx);
+    assert_eq!(again.len(), 1, "{fx:?}");
+    assert_eq!(again[0].0.batch, k.batch);
+    assert_eq!(
+        again[0].2,
+        AttemptKind::Retry,
+        "dbt retry: it has results to go on"
+    );
+    // Twice at most; the third time it fails as any failure does.
+    let fx = c.on_attempt(
+        exited(again[0].0, 1, Ok(failed_with("k", "model.m", closed))),
+        20.0,
+    );
+    assert!(c.next_wake().is_some(), "{fx:?}");
+    let fx = c.on_tick(c.next_wake().unwrap());
+    let third = launches(&fx)[0].0;
+    c.on_attempt(
+        exited(third, 1, Ok(failed_with("l", "model.m", closed))),
+        40.0,
+    );
+    assert_eq!(c.batches[k.batch].status, BatchStatus::Failed);
+    assert!(c.next_wake().is_none());
 }

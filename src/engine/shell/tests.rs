@@ -110,6 +110,7 @@ fn settings(dir: &std::path::Path, workers: usize, threads: u32, budget: u32) ->
         },
         allow_empty: false,
         breaker: None,
+        budget_auto: false,
     }
 }
 

@@ -14,7 +14,7 @@
 mod batch;
 pub(crate) mod check;
 pub(crate) mod launcher;
-mod process;
+pub(crate) mod process;
 mod protocol;
 mod slot;
 pub(crate) mod verdict;
