@@ -524,7 +524,7 @@ fn a_connection_limit_below_the_workers_is_back_pressure_and_every_window_lands(
             "--mode",
             "cold",
             "--vars",
-            "{hold_seconds: 1.5}",
+            "{hold_seconds: 0.75}",
         ],
     )
     .output()
@@ -580,7 +580,7 @@ fn a_postgres_restart_mid_run_is_retried_by_itself_and_every_window_lands() {
             "--mode",
             "cold",
             "--vars",
-            "{hold_seconds: 2}",
+            "{hold_seconds: 1.5}",
         ],
     ));
     // Both workers' batches are in the warehouse when it restarts.

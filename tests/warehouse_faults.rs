@@ -270,3 +270,68 @@ fn a_duckdb_file_locked_by_another_process_is_a_lock_failure_and_stops_the_run()
     assert!(attempts <= 3 + 1, "{attempts}: {sm}");
     assert!(tagged_processes(&t).is_empty(), "dbt left running");
 }
+
+/// In warm mode the parsed project is shared by a worker's batches: a model
+/// that fails to compile in one window (its SQL raises for that day only)
+/// must not be reported with the path where the previous batch compiled it,
+/// whose SQL has that batch's dates.
+#[test]
+fn a_warm_failure_names_no_other_batchs_files() {
+    let dbt = dbt_herd::venv::ensure(&mut std::io::stderr()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let project = copy_fixture("exactly_once", tmp.path());
+    // The middle window fails; the first and the last (which the parse check
+    // parses with) do not, so the run stays warm.
+    std::fs::write(
+        project.join("models").join("hooked.sql"),
+        "{% if var('start_date') == '2024-01-02' %}{{ exceptions.raise_compiler_error('no data for this day') }}{% endif %}\n{{ config(materialized='table') }}\nselect 1 as x\n",
+    )
+    .unwrap();
+    let t = tag("wf-warm-path");
+    let _reaper = Reaper(t.clone());
+    let state = tmp.path().join("state");
+    let wh = format!("DUCKDB_PATH={}", tmp.path().join("wh.duckdb").display());
+    let mut c = herd_in(
+        &dbt,
+        &project,
+        &t,
+        &[
+            "--backfill",
+            "2024-01-01..2024-01-04",
+            "-s",
+            "hooked",
+            "--workers",
+            "1",
+            "--mode",
+            "warm",
+            "--shared-warehouse",
+            "no",
+            "--env",
+            &wh,
+        ],
+    );
+    c.arg("--state-dir").arg(&state);
+    let out = start(c).finish(LONG);
+    assert_eq!(out.code, Some(1), "{}", out.both());
+    let sm = summary(&state);
+    assert_eq!(sm["mode"], "warm", "{sm}");
+    let failed = batch(&sm, "2024-01-02_hooked");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("no data for this day"), "{error}");
+    assert_eq!(batch(&sm, "2024-01-03_hooked")["status"], "succeeded");
+    // What dbt printed for the failed batch (its captured output).
+    let printed = std::fs::read_to_string(
+        state
+            .join("batches")
+            .join("2024-01-02_hooked")
+            .join("attempt-1.stdout.log"),
+    )
+    .unwrap();
+    assert!(printed.contains("no data for this day"), "{printed}");
+    assert!(
+        !printed.contains("2024-01-01_hooked/target"),
+        "dbt's output names the previous batch's files:\n{printed}"
+    );
+    assert!(tagged_processes(&t).is_empty(), "dbt left running");
+}

@@ -272,6 +272,23 @@ def _failures(result):
     return "%d node(s) failed: %s%s" % (len(bad), shown, ", ..." if len(bad) > 5 else "")
 
 
+def _forget_paths(manifest):
+    """Clears where the last invocation wrote each node's SQL.
+
+    The parsed manifest is shared by every batch of this worker, and dbt names
+    a node's file in its errors ("compiled code at ...") from the path it last
+    wrote: a node that fails before this invocation writes it again would point
+    at the previous batch's target dir, whose SQL has other dates."""
+    # dbt only writes these two, and reads them only to name files in messages.
+    for node in manifest.nodes.values():
+        for attr in ("build_path", "compiled_path"):
+            if getattr(node, attr, None) is not None:
+                try:
+                    setattr(node, attr, None)
+                except Exception:  # a node type without the field: nothing to forget
+                    pass
+
+
 def handle_run(req):
     job = req["job"]
     t0 = time.monotonic()
@@ -281,6 +298,7 @@ def handle_run(req):
         if _manifest is None:
             reply["error"] = "not parsed"
         else:
+            _forget_paths(_manifest)
             res, caught = run_dbt(job, req.get("args"), req.get("env"))
             exc = res.exception if res is not None else KeyboardInterrupt()
             # Also when dbt turned the KeyboardInterrupt into another error.

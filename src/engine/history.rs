@@ -70,6 +70,7 @@ impl PastAttempt {
             started_at: self.started_at,
             duration_s: self.finished_at.map(|f| (f - self.started_at).max(0.0)),
             outcome: self.outcome.unwrap_or(AttemptOutcome::Unfinished),
+            failure_class: None,
             command: self.command.as_ref().map(AttemptCommand::line),
         }
     }

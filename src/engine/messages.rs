@@ -144,6 +144,9 @@ pub struct AttemptView {
     /// `None` while it runs, or when its end is not on record.
     pub duration_s: Option<f64>,
     pub outcome: AttemptOutcome,
+    /// What kind of failure it was, when it failed (`connection`, `query`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_class: Option<crate::dbt::class::FailureClass>,
     /// What it ran, as one line to paste into a shell (`NAME=value … dbt …`);
     /// `None` when the journal that recorded it predates commands.
     pub command: Option<String>,
@@ -428,6 +431,9 @@ pub enum Event {
     /// Indices of the pending batches in dispatch order.
     QueueChanged(Vec<usize>),
     BudgetChanged(u32),
+    /// How many batches may run at once, as the warehouse allows after it
+    /// refused connections; `None`: as many as there are workers.
+    AtOnce(Option<usize>),
     /// The run turned cold after it started (the parse check found batches
     /// that parse differently): what `RunInfo` says of the mode, now.
     ModeChanged {

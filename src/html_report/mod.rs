@@ -29,6 +29,12 @@ pub(crate) struct Run {
     pub exit_code: Option<i32>,
     #[serde(default)]
     pub mode: Option<String>,
+    /// From the launch to the engine's start, phase by phase.
+    #[serde(default)]
+    pub preparation: Option<crate::engine::summary::Preparation>,
+    /// Why the queue paused by itself, if it did.
+    #[serde(default)]
+    pub breaker: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +47,8 @@ pub(crate) struct Batch {
     #[serde(default)]
     pub nodes: crate::dbt::run_results::NodeCounts,
     pub error: Option<String>,
+    #[serde(default)]
+    pub failure_class: Option<crate::dbt::class::FailureClass>,
     #[serde(default)]
     pub failing: Vec<FailingNode>,
     #[serde(default)]

@@ -59,13 +59,14 @@ pub(super) fn page(
     let _ = write!(
         h,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>dbt-herd run {dir}</title><style>{STYLE}</style></head><body>
-<h1>dbt-herd run</h1><div class="meta" id="summary">{dir} · {state} · started {started} · {n} batches: <span class="succeeded">{ok} succeeded</span>, <span class="failed">{failed} failed</span>, <span class="cancelled">{cancelled} cancelled</span>, {pending} not run · {workers} workers × {threads} threads, budget {budget}{mode}</div>
+<h1>dbt-herd run</h1><div class="meta" id="summary">{dir} · {state} · started {started}{prepared} · {n} batches: <span class="succeeded">{ok} succeeded</span>, <span class="failed">{failed} failed</span>, <span class="cancelled">{cancelled} cancelled</span>, {pending} not run · {workers} workers × {threads} threads, budget {budget}{mode}</div>
 <h2>Timeline</h2><div class="legend"><span class="succeeded">■ succeeded</span><span class="failed">■ failed</span><span class="cancelled">■ cancelled</span><span style="color:#4a7fd4">■ running or unfinished</span> · {attempts} attempts; hover a bar for its batch</div>
 {lanes}
 <h2>Connections</h2><div class="legend"><span style="color:#4a7fd4">— reserved (threads of running batches)</span><span style="color:#2e9d5b">— active (nodes executing)</span><span style="color:#d93f3f">- - budget</span></div>{budget_svg}
 "#,
         dir = esc(state_dir),
         started = esc(&run.started_at),
+        prepared = prepared(run),
         n = run.batches.len(),
         ok = count("succeeded"),
         failed = count("failed"),
@@ -83,6 +84,13 @@ pub(super) fn page(
         lanes = timeline.lanes_svg(),
         budget_svg = timeline.budget_svg(points),
     );
+    if let Some(why) = &run.breaker {
+        let _ = writeln!(
+            h,
+            r#"<div class="meta failed" id="breaker">stopped early: {}</div>"#,
+            esc(why)
+        );
+    }
     table(&mut h, run);
     failures(&mut h, run);
     let _ = writeln!(h, "<script>{SCRIPT}</script></body></html>");
@@ -137,10 +145,13 @@ fn failures(h: &mut String, run: &Run) {
     for b in failed {
         let _ = write!(
             h,
-            r#"<div class="failure" data-batch="{}"><b>{}</b> · {} attempts · {}"#,
+            r#"<div class="failure" data-batch="{}"><b>{}</b> · {} attempts · {}{}"#,
             esc(&b.id),
             esc(&b.label),
             b.attempts,
+            b.failure_class
+                .map(|c| format!("{} failure: ", c.word()))
+                .unwrap_or_default(),
             esc(b.error.as_deref().unwrap_or("failed"))
         );
         if !b.failing.is_empty() {
@@ -162,4 +173,23 @@ fn failures(h: &mut String, run: &Run) {
         }
         h.push_str("</div>\n");
     }
+}
+
+/// ` · prepared in 24.1s (resolve 20.0s, mode 4.1s)`: what came before the
+/// first batch, when the summary records it.
+fn prepared(run: &Run) -> String {
+    let Some(p) = run.preparation.as_ref().filter(|p| !p.phases.is_empty()) else {
+        return String::new();
+    };
+    let total: f64 = p.phases.iter().map(|ph| ph.seconds).sum();
+    let phases: Vec<String> = p
+        .phases
+        .iter()
+        .map(|ph| format!("{} {}", esc(&ph.phase), fmt_duration(ph.seconds)))
+        .collect();
+    format!(
+        " · prepared in {} ({})",
+        fmt_duration(total),
+        phases.join(", ")
+    )
 }

@@ -116,3 +116,33 @@ fn the_connection_log_draws_reserved_and_active() {
     let html = render(&run(), "/state", 120.0, &[]);
     assert!(!html.contains(r#"<polyline class="active""#));
 }
+
+#[test]
+fn the_page_says_how_long_the_run_prepared_and_why_it_stopped_early() {
+    let mut r = run();
+    r.preparation = Some(crate::engine::summary::Preparation {
+        launched_at: "2026-01-01T09:59:30+00:00".into(),
+        phases: vec![
+            crate::engine::summary::PhaseTime {
+                phase: "resolve".into(),
+                seconds: 20.0,
+            },
+            crate::engine::summary::PhaseTime {
+                phase: "mode".into(),
+                seconds: 4.1,
+            },
+        ],
+    });
+    r.breaker = Some("the last 3 attempts all failed alike (connection failure): <refused>".into());
+    let html = render(&r, "/state", 120.0, &[]);
+    assert!(
+        html.contains("prepared in 24.1s (resolve 20.0s, mode 4.1s)"),
+        "{html}"
+    );
+    assert!(
+        html.contains("stopped early: the last 3 attempts"),
+        "{html}"
+    );
+    assert!(html.contains("&lt;refused&gt;"), "escaped");
+    assert!(!render(&run(), "/state", 120.0, &[]).contains("prepared in"));
+}

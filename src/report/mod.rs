@@ -225,6 +225,7 @@ impl<W: Write> Reporter<W> {
                 }
             }
             Event::Log { .. }
+            | Event::AtOnce(_)
             | Event::NodeFinished { .. }
             | Event::QueueChanged(_)
             | Event::Idle

@@ -22,6 +22,7 @@ pub(crate) struct Mirror {
     workers: Vec<WorkerView>,
     queue: Option<Vec<usize>>,
     budget: Option<u32>,
+    at_once: Option<usize>,
     paused: bool,
     resources: Option<Resources>,
     logs: BTreeMap<usize, VecDeque<Event>>,
@@ -72,6 +73,7 @@ impl Mirror {
             Event::WorkersChanged(w) => self.workers.clone_from(w),
             Event::QueueChanged(q) => self.queue = Some(q.clone()),
             Event::BudgetChanged(b) => self.budget = Some(*b),
+            Event::AtOnce(n) => self.at_once = *n,
             Event::ModeChanged { mode, reason } => {
                 if let Some(info) = self.info.as_mut() {
                     info.mode.clone_from(mode);
@@ -118,6 +120,9 @@ impl Mirror {
         }
         if let Some(b) = self.budget {
             out.push(Event::BudgetChanged(b));
+        }
+        if self.at_once.is_some() {
+            out.push(Event::AtOnce(self.at_once));
         }
         if self.paused {
             out.push(Event::QueuePaused(true));

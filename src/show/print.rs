@@ -55,7 +55,10 @@ fn attempt_line(a: &AttemptView) -> String {
         local_time(a.started_at),
         a.duration_s.map_or_else(|| "-".into(), fmt_duration),
         a.outcome.as_str()
-    )
+    ) + &a
+        .failure_class
+        .map(|c| format!(" ({} failure)", c.word()))
+        .unwrap_or_default()
 }
 
 fn local_time(unix_s: f64) -> String {

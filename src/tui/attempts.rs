@@ -24,8 +24,12 @@ pub fn lines(v: &BatchView, now: f64) -> Vec<String> {
             (None, AttemptOutcome::Running) => fmt_duration((now - a.started_at).max(0.0)),
             (None, _) => "?".into(),
         };
+        let class = a
+            .failure_class
+            .map(|c| format!(" ({})", c.word()))
+            .unwrap_or_default();
         out.push(format!(
-            "#{:<2} {:<5} w{:<2} {}  {:>7}  {}",
+            "#{:<2} {:<5} w{:<2} {}  {:>7}  {}{class}",
             a.number,
             a.kind.as_str(),
             a.worker,

@@ -31,8 +31,18 @@ pub fn lines(v: &BatchView) -> Vec<FailureLine> {
     let mut out = Vec::new();
     // The error repeats the first failing node's message; say it only when no
     // node is known.
+    // What kind of failure it is leads: a connection failure reads differently
+    // from a query's.
+    let kind = v
+        .failure_class
+        .map_or_else(|| "error".to_string(), |c| format!("{} failure", c.word()));
     if let Some(e) = v.error.as_ref().filter(|_| v.failing.is_empty()) {
-        out.push(vec![(Part::Error, format!("error: {}", one_line(e, 400)))]);
+        out.push(vec![(Part::Error, format!("{kind}: {}", one_line(e, 400)))]);
+    } else if v
+        .failure_class
+        .is_some_and(crate::dbt::class::FailureClass::systemic)
+    {
+        out.push(vec![(Part::Error, kind)]);
     }
     for n in &v.failing {
         out.push(vec![
@@ -71,4 +81,29 @@ pub fn wrapped_rows(lines: &[FailureLine], width: u16) -> usize {
 /// Whitespace (newlines too) folded to single spaces, sanitised and cut.
 pub fn one_line(s: &str, max: usize) -> String {
     sanitize_plain(&s.split_whitespace().collect::<Vec<_>>().join(" "), max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dbt::class::FailureClass;
+
+    #[test]
+    fn a_failure_says_what_kind_it_is_first() {
+        let v = BatchView {
+            status: BatchStatus::Failed,
+            error: Some(
+                "IO Error: Cannot open file \"/wh/1.duckdb\": No such file or directory".into(),
+            ),
+            failure_class: Some(FailureClass::Connection),
+            ..Default::default()
+        };
+        let first = &lines(&v)[0][0].1;
+        assert!(first.starts_with("connection failure: IO Error"), "{first}");
+        let plain = BatchView {
+            failure_class: None,
+            ..v
+        };
+        assert!(lines(&plain)[0][0].1.starts_with("error: "));
+    }
 }

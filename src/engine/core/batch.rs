@@ -31,6 +31,8 @@ pub(crate) struct AttemptRecord {
     pub runner_problem: Option<String>,
     /// Nodes the events reported as error/fail: the fallback when no results file.
     pub event_failures: u32,
+    /// What kind of failure it was, once it failed.
+    pub failure_class: Option<crate::dbt::class::FailureClass>,
     /// Seconds dbt itself counted for the invocation (run_results' `elapsed_time`).
     pub dbt_elapsed_s: f64,
     /// What it runs, as a line for a shell, once the shell has launched it.
@@ -66,6 +68,7 @@ impl AttemptRecord {
             results_problem: None,
             runner_problem: None,
             event_failures: 0,
+            failure_class: None,
             dbt_elapsed_s: 0.0,
             command: None,
             outcome: AttemptOutcome::Running,

@@ -394,6 +394,10 @@ impl EngineCore {
                 counts.fail > 0 && counts.error == 0,
             )
         });
+        let class = st.failure_class;
+        if let Some(a) = st.attempt_mut(key.attempt) {
+            a.failure_class = class;
+        }
         // dbt retry said "nothing to do" but the batch is not complete (its failing
         // nodes are unknown to dbt): run it again in full, without using up a retry.
         let retry_fell_short = kind == AttemptKind::Retry
@@ -536,12 +540,15 @@ impl EngineCore {
         let now = running.clamp(1, was.saturating_sub(1).max(1));
         self.cap = Some(now);
         self.cap_successes = 0;
-        vec![Self::notice(
-            Level::Warn,
-            format!(
-                "the warehouse refused connections: {now} at once (was {was}); the refused batch runs again"
+        vec![
+            Effect::Emit(Event::AtOnce(self.cap)),
+            Self::notice(
+                Level::Warn,
+                format!(
+                    "the warehouse refused connections: {now} at once (was {was}); the refused batch runs again"
+                ),
             ),
-        )]
+        ]
     }
 
     /// A success under a lowered cap: after twice the cap of them, one more at once.
@@ -557,13 +564,16 @@ impl EngineCore {
         let workers = self.active_workers();
         self.cap = (cap + 1 < workers).then_some(cap + 1);
         self.wake();
-        vec![Self::notice(
-            Level::Info,
-            format!(
-                "the warehouse keeps up: {} at once (was {cap})",
-                self.cap.unwrap_or(workers)
+        vec![
+            Effect::Emit(Event::AtOnce(self.cap)),
+            Self::notice(
+                Level::Info,
+                format!(
+                    "the warehouse keeps up: {} at once (was {cap})",
+                    self.cap.unwrap_or(workers)
+                ),
             ),
-        )]
+        ]
     }
 
     /// Why the circuit breaker paused the queue, if it did.

@@ -2078,6 +2078,10 @@ fn a_refused_connection_requeues_the_batch_without_a_retry_and_fewer_run_at_once
         "{fx:?}"
     );
     assert_eq!(c.cap, Some(3));
+    assert!(
+        fx.contains(&Effect::Emit(Event::AtOnce(Some(3)))),
+        "the faces' header says it: {fx:?}"
+    );
     // Each success lets the next one start, three at a time; after six, four again.
     for i in 0..6 {
         let k = running.remove(0);
@@ -2155,4 +2159,57 @@ fn a_transient_fault_waits_then_runs_again_without_spending_a_retry() {
     );
     assert_eq!(c.batches[k.batch].status, BatchStatus::Failed);
     assert!(c.next_wake().is_none());
+}
+
+#[test]
+fn a_failed_attempt_without_results_shows_its_own_error_and_counts_not_the_last_ones() {
+    let mut c = core(1, 1, 1, 1, 1);
+    let k = launches(&c.start(0.0))[0].0;
+    let fx = c.on_attempt(
+        exited(
+            k,
+            1,
+            Ok(rr("i1", &[("model.a", "success"), ("model.b", "error")])),
+        ),
+        1.0,
+    );
+    let again = launches(&fx)[0].0;
+    // The second attempt dies before dbt wrote anything, after saying why.
+    c.on_attempt(
+        AttemptReport::Line {
+            key: again,
+            line: OutputLine {
+                stderr: false,
+                text: String::new(),
+                event: Some(crate::dbt::events::DbtEvent {
+                    name: "MainEncounteredError".into(),
+                    level: Level::Error,
+                    msg: "Env var required but not provided: 'DUCKDB_PATH'".into(),
+                    invocation_id: Some("i2".into()),
+                    kind: EventKind::Error,
+                }),
+            },
+        },
+        2.0,
+    );
+    c.on_attempt(exited(again, 2, Err(ReadError::Missing)), 3.0);
+    let v = c.view(0, 3.0);
+    assert_eq!(v.status, BatchStatus::Failed);
+    assert_eq!(
+        v.error.as_deref(),
+        Some("Env var required but not provided: 'DUCKDB_PATH'")
+    );
+    assert_eq!(
+        v.counts,
+        crate::dbt::run_results::NodeCounts::default(),
+        "not attempt 1's"
+    );
+    assert!(
+        v.failing.is_empty(),
+        "attempt 1's failing node is not this failure"
+    );
+    assert_eq!(
+        v.failure_class,
+        Some(crate::dbt::class::FailureClass::Project)
+    );
 }

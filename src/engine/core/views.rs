@@ -84,7 +84,7 @@ impl EngineCore {
             nodes_done: st.nodes_done,
             nodes_total: st.nodes_total,
             executing: u32::try_from(st.executing.len()).unwrap_or(u32::MAX),
-            counts: st.results.counts(),
+            counts: shown_counts(st),
             // dbt warns "nothing selected" for one selector of several even when
             // others matched: only a batch that ran no node is empty.
             nothing_selected: st.nothing_selected
@@ -92,9 +92,12 @@ impl EngineCore {
                 && st.results.counts().total() == 0,
             error: st.error.clone(),
             failure_class: st.failure_class,
+            // An attempt that failed before it wrote results failed for its own
+            // reason (its error): an earlier attempt's failing nodes are not it.
             failing: st
                 .results
                 .failing()
+                .filter(|_| !failed_without_results(st))
                 .map(|(id, n)| FailingNode {
                     unique_id: id.clone(),
                     status: n.status.clone(),
@@ -119,6 +122,7 @@ impl EngineCore {
                         _ => a.finished_at.map(|f| (f - a.started_at).max(0.0)),
                     },
                     outcome: a.outcome,
+                    failure_class: a.failure_class,
                     command: a.command.clone(),
                 })
                 .collect(),
@@ -169,4 +173,22 @@ impl EngineCore {
             text: text.into(),
         })
     }
+}
+
+/// The node counts a face shows: merged across attempts (a retry runs only
+/// what failed), unless the last attempt failed without results of its own;
+/// then only what its own events said, never an earlier attempt's counts.
+fn shown_counts(st: &super::batch::BatchState) -> crate::dbt::run_results::NodeCounts {
+    match st.attempts.last() {
+        Some(a) if failed_without_results(st) => crate::dbt::run_results::NodeCounts {
+            error: a.event_failures,
+            ..Default::default()
+        },
+        _ => st.results.counts(),
+    }
+}
+
+/// The batch failed, and its last attempt wrote no results of its own.
+fn failed_without_results(st: &super::batch::BatchState) -> bool {
+    st.status == BatchStatus::Failed && st.attempts.last().is_some_and(|a| !a.wrote_results)
 }

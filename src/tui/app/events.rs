@@ -81,6 +81,7 @@ impl App {
                 // Replaces whatever an earlier attempt at it said.
                 self.say(Level::Info, format!("the budget is now {b} connections"));
             }
+            Event::AtOnce(n) => self.at_once = n,
             Event::ModeChanged { mode, reason } => {
                 if let Some(i) = self.info.as_mut() {
                     i.mode = mode;

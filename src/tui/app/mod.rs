@@ -172,6 +172,8 @@ pub struct App {
     pub done_at: Option<f64>,
     /// The run's preparation, as last told.
     pub preparing: Option<PrepView>,
+    /// Batches at once the warehouse allows, when it refused more.
+    pub at_once: Option<usize>,
 }
 
 impl App {
@@ -204,6 +206,7 @@ impl App {
             read_only: false,
             done_at: None,
             preparing: None,
+            at_once: None,
         }
     }
 

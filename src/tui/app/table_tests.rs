@@ -500,6 +500,7 @@ fn with_history(app: &mut App, b: usize) {
             started_at: 900.0,
             duration_s: Some(4.2),
             outcome: AttemptOutcome::Failed,
+            failure_class: None,
             command: Some(
                 "DBT_ENV_CUSTOM_ENV_HERD_BATCH=2024-01-11 dbt build --vars '{\"a\": 1}'".into(),
             ),
@@ -511,6 +512,7 @@ fn with_history(app: &mut App, b: usize) {
             started_at: 950.0,
             duration_s: Some(1.5),
             outcome: AttemptOutcome::Failed,
+            failure_class: None,
             command: Some("DBT_ENV_CUSTOM_ENV_HERD_BATCH=2024-01-11 dbt retry".into()),
         },
     ];

@@ -124,23 +124,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     // active: nodes running now. Then why idle workers wait, if it is the budget.
     let active = app.active_connections();
     let held = app.held_by_budget();
-    let held_text = match held {
+    let mut held_text = match held {
         0 => String::new(),
         1 => " · 1 worker held by the budget".to_string(),
         n => format!(" · {n} workers held by the budget"),
     };
+    if let Some(n) = app.at_once {
+        // The warehouse refused connections: fewer run at once than workers.
+        held_text.push_str(&format!(" · {n} at once (warehouse limit)"));
+    }
     let long = format!(
         "reserved {reserved}/{} · active {active}{held_text}",
         app.budget
     );
     let short = format!(
-        "conn {reserved}/{} · {active} act{}",
+        "conn {reserved}/{} · {active} act{}{}",
         app.budget,
         if held > 0 {
             format!(" · {held} held")
         } else {
             String::new()
-        }
+        },
+        app.at_once
+            .map(|n| format!(" · {n} at once"))
+            .unwrap_or_default()
     );
     // Leave the gauge a few cells of its own.
     let room = usize::from(budget.width).saturating_sub(6);
@@ -149,7 +156,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     } else {
         short
     };
-    let label_style = if held > 0 {
+    let label_style = if held > 0 || app.at_once.is_some() {
         theme.warn()
     } else {
         ratatui::style::Style::new()

@@ -114,7 +114,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, pane: usize, theme: &Theme
         lines.push(progress_line(app, v, usize::from(inner.width), theme));
         if v.status == BatchStatus::Failed {
             let err = sanitize_plain(v.error.as_deref().unwrap_or("failed"), 300);
-            lines.push(Line::styled(format!("error: {err}"), theme.error()));
+            let kind = v
+                .failure_class
+                .map_or_else(|| "error".to_string(), |c| format!("{} failure", c.word()));
+            lines.push(Line::styled(format!("{kind}: {err}"), theme.error()));
         }
         let room = usize::from(inner.height).saturating_sub(lines.len());
         if let Some(log) = app.logs.get(v.index) {

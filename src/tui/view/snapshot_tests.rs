@@ -493,6 +493,7 @@ fn y_shows_the_command_an_attempt_ran_whole() {
             started_at: NOW - 3.0,
             duration_s: None,
             outcome: AttemptOutcome::Running,
+            failure_class: None,
             command: Some(
                 "DBT_ENV_CUSTOM_ENV_HERD_BATCH=2024-01-04 DUCKDB_PATH=/wh/worker1.duckdb /venv/bin/dbt build --vars '{\"start_date\": \"2024-01-04\", \"end_date\": \"2024-01-05\"}' --log-format json --threads 1 --target-path /state/batches/2024-01-04/target --log-path /state/batches/2024-01-04/logs".into(),
             ),
@@ -579,6 +580,7 @@ fn the_timeline_has_a_lane_per_worker_and_a_bar_per_attempt() {
         started_at: NOW - 40.0 + start,
         duration_s: took,
         outcome,
+        failure_class: None,
         command: None,
     };
     for size in SIZES {
@@ -663,6 +665,7 @@ fn the_timeline_shows_a_warm_workers_parse_before_its_first_batch() {
         started_at: NOW - 20.0,
         duration_s: Some(10.0),
         outcome: AttemptOutcome::Succeeded,
+        failure_class: None,
         command: None,
     }];
     app.update(Msg::Engine(Event::BatchChanged(v)));
@@ -676,4 +679,21 @@ fn the_timeline_shows_a_warm_workers_parse_before_its_first_batch() {
     let bar = lane.find('█').expect("the batch's bar");
     assert!(parse < bar, "the parse comes first: {lane}");
     assert!(text.contains("░ parse"), "{text}");
+}
+
+/// After the warehouse refused connections, the connections gauge says how
+/// many batches run at once now.
+#[test]
+fn the_header_says_how_many_run_at_once_after_the_warehouse_refused() {
+    let mut app = mid_run((160, 40));
+    app.update(Msg::Engine(Event::AtOnce(Some(3))));
+    let text = format!("{:?}", screen(&app));
+    let gauge = text
+        .lines()
+        .find(|l| l.contains("reserved") || l.contains("conn "))
+        .unwrap_or_else(|| panic!("no connections gauge:\n{text}"));
+    assert!(gauge.contains("3 at once"), "{gauge}");
+    app.update(Msg::Engine(Event::AtOnce(None)));
+    let text = format!("{:?}", screen(&app));
+    assert!(!text.contains("at once"), "{text}");
 }
