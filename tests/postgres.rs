@@ -489,12 +489,13 @@ fn an_idle_warm_worker_holds_no_postgres_connection() {
     );
 }
 
-/// A warehouse with fewer connections than the run's workers: the refused
-/// batches are requeued without failing (no retry spent), fewer run at once
-/// and the run says so, and every window lands.
+/// A server with fewer connections than the budget (`max_connections` 6, 3 of
+/// them kept for superusers, against `--budget 10` and 4 workers × 2 threads):
+/// the refused batches are requeued without failing (no retry spent), fewer
+/// run at once and the run says so, and every window lands once.
 #[test]
 fn a_connection_limit_below_the_workers_is_back_pressure_and_every_window_lands() {
-    let pg = Postgres::start();
+    let pg = Postgres::start_with(common::postgres::PgOptions { max_connections: 6 });
     let dbt =
         dbt_herd::venv::ensure(&mut std::io::stderr()).unwrap_or_else(|e| panic!("dbt venv: {e}"));
     let (work, project) = windows_project_with(&[("daily_users.sql", DAILY_USERS)]);
@@ -502,7 +503,6 @@ fn a_connection_limit_below_the_workers_is_back_pressure_and_every_window_lands(
     let t = tag("pg-limit");
     let _reaper = Reaper(t.clone());
     seed(&dbt, work.path(), &project, &t);
-    pg.sql("alter role dbt connection limit 2");
     let state = work.path().join("state");
     let out = herd(
         &dbt,
@@ -518,7 +518,7 @@ fn a_connection_limit_below_the_workers_is_back_pressure_and_every_window_lands(
             "--workers",
             "4",
             "--threads",
-            "1",
+            "2",
             "--budget",
             "10",
             "--mode",

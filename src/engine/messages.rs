@@ -431,6 +431,9 @@ pub enum Event {
     /// Indices of the pending batches in dispatch order.
     QueueChanged(Vec<usize>),
     BudgetChanged(u32),
+    /// The circuit breaker paused the queue: the one diagnosis, for as long
+    /// as the queue stays paused.
+    BreakerTripped(String),
     /// How many batches may run at once, as the warehouse allows after it
     /// refused connections; `None`: as many as there are workers.
     AtOnce(Option<usize>),

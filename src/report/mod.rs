@@ -226,6 +226,7 @@ impl<W: Write> Reporter<W> {
             }
             Event::Log { .. }
             | Event::AtOnce(_)
+            | Event::BreakerTripped(_)
             | Event::NodeFinished { .. }
             | Event::QueueChanged(_)
             | Event::Idle

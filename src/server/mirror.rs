@@ -23,6 +23,8 @@ pub(crate) struct Mirror {
     queue: Option<Vec<usize>>,
     budget: Option<u32>,
     at_once: Option<usize>,
+    /// The breaker's diagnosis while the queue it paused stays paused.
+    breaker: Option<String>,
     paused: bool,
     resources: Option<Resources>,
     logs: BTreeMap<usize, VecDeque<Event>>,
@@ -74,6 +76,7 @@ impl Mirror {
             Event::QueueChanged(q) => self.queue = Some(q.clone()),
             Event::BudgetChanged(b) => self.budget = Some(*b),
             Event::AtOnce(n) => self.at_once = *n,
+            Event::BreakerTripped(why) => self.breaker = Some(why.clone()),
             Event::ModeChanged { mode, reason } => {
                 if let Some(info) = self.info.as_mut() {
                     info.mode.clone_from(mode);
@@ -84,6 +87,7 @@ impl Mirror {
                 self.paused = *p;
                 if !p {
                     self.idle = false;
+                    self.breaker = None;
                 }
             }
             Event::Notice { level, text } => {
@@ -126,6 +130,9 @@ impl Mirror {
         }
         if self.paused {
             out.push(Event::QueuePaused(true));
+        }
+        if let Some(why) = &self.breaker {
+            out.push(Event::BreakerTripped(why.clone()));
         }
         if let Some(r) = &self.resources {
             out.push(Event::Resources(r.clone()));

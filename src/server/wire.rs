@@ -2,9 +2,10 @@
 //!
 //! A client opens with `hello` (the protocol version it speaks, and whether it
 //! only watches); the server answers `hello`, then a snapshot of the whole run as
-//! events (the first is `Started`), then every event as it happens, and `ended`
-//! with the run's exit code last. A client sends commands. A client that sends
-//! anything else, a line over [`MAX_LINE`], or stops reading is dropped.
+//! events (`Preparing` first, then `Started` once the run has started), then
+//! every event as it happens, and `ended` with the run's exit code last. A
+//! client sends commands. A client that sends anything else, a line over
+//! [`MAX_LINE`], or stops reading is dropped.
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};

@@ -72,10 +72,11 @@ impl Breaker {
         if !alike {
             return None;
         }
+        // The cause first: on a narrow screen it is what stays.
         let why = format!(
-            "the last {k} attempts all failed alike ({} failure): {}; the queue is paused",
+            "{} — the last {k} attempts all failed alike ({} failure); the queue is paused",
+            error.split_whitespace().collect::<Vec<_>>().join(" "),
             class.word(),
-            error.split_whitespace().collect::<Vec<_>>().join(" ")
         );
         self.tripped = Some(why.clone());
         Some(why)

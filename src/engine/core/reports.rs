@@ -515,6 +515,7 @@ impl EngineCore {
             && !self.queue_paused
         {
             self.queue_paused = true;
+            fx.push(Effect::Emit(Event::BreakerTripped(why.clone())));
             // What waits to retry waits for the resume like the rest.
             for (_, b) in std::mem::take(&mut self.backoff) {
                 if !self.queue.contains(&b) {

@@ -2003,6 +2003,12 @@ fn attempts_failing_alike_on_a_down_warehouse_pause_the_queue_with_one_diagnosis
         fx.contains(&Effect::Emit(Event::QueuePaused(true))),
         "{fx:?}"
     );
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::Emit(Event::BreakerTripped(why))
+            if why.contains("Connection refused"))),
+        "the faces keep the diagnosis: {fx:?}"
+    );
     let said: Vec<&String> = fx
         .iter()
         .filter_map(|e| match e {

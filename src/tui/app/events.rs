@@ -92,7 +92,12 @@ impl App {
                 self.queue_paused = p;
                 if !p {
                     self.idle = false;
+                    self.breaker = None;
                 }
+            }
+            Event::BreakerTripped(why) => {
+                // Untrusted: it quotes dbt's error.
+                self.breaker = Some(crate::text::sanitize::sanitize_plain(&why, 400));
             }
             Event::Notice { level, text } => self.say(level, text),
             Event::BatchesAdded(views) => {

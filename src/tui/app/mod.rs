@@ -174,6 +174,8 @@ pub struct App {
     pub preparing: Option<PrepView>,
     /// Batches at once the warehouse allows, when it refused more.
     pub at_once: Option<usize>,
+    /// Why the circuit breaker paused the queue, while it stays paused.
+    pub breaker: Option<String>,
 }
 
 impl App {
@@ -207,6 +209,7 @@ impl App {
             done_at: None,
             preparing: None,
             at_once: None,
+            breaker: None,
         }
     }
 

@@ -769,3 +769,22 @@ fn elapsed_counts_from_the_launch_and_q_while_preparing_stops_the_preparation() 
     let fx = a.update(key('q'));
     assert_eq!(sent(&fx), vec![Command::Shutdown { force: false }]);
 }
+
+#[test]
+fn the_breakers_diagnosis_stays_until_the_queue_is_resumed_and_is_sanitised() {
+    let mut a = app();
+    a.update(Msg::Engine(Event::QueuePaused(true)));
+    a.update(Msg::Engine(Event::BreakerTripped(
+        "the last 3 attempts all failed alike (connection failure): refused\u{1b}]0;pwned\u{7}"
+            .into(),
+    )));
+    a.update(Msg::Engine(Event::Notice {
+        level: Level::Warn,
+        text: "batch x: a transient fault; it runs again in 2.0s (1 of 2)".into(),
+    }));
+    let why = a.breaker.clone().expect("kept");
+    assert!(why.contains("all failed alike"), "{why}");
+    assert!(!why.contains('\u{1b}'), "sanitised: {why:?}");
+    a.update(Msg::Engine(Event::QueuePaused(false)));
+    assert!(a.breaker.is_none(), "resumed: the banner goes");
+}

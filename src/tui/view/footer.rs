@@ -13,6 +13,18 @@ use crate::tui::theme::Theme;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = Vec::new();
+    if let Some(why) = app
+        .breaker
+        .as_ref()
+        .filter(|_| app.queue_paused && !app.stopping)
+    {
+        // The one diagnosis stays until the queue is resumed: later notices
+        // do not push it off the screen.
+        spans.push(Span::styled("STOPPED EARLY · P resumes │ ", theme.error()));
+        spans.push(Span::styled(why.clone(), theme.error()));
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
+        return;
+    }
     if app.stopping {
         spans.push(Span::styled("STOPPING │ ", theme.warn()));
     } else if app.queue_paused && app.running() == 0 {
@@ -50,6 +62,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 /// The keys for what has the focus, most useful first.
 pub fn keys_for(app: &App) -> Vec<String> {
     let fixed = |keys: &[&str]| keys.iter().map(|k| (*k).to_string()).collect::<Vec<_>>();
+    if app.info.is_none() {
+        // Preparing: nothing to act on yet but the run itself.
+        return fixed(&["q stop", "d detach", "? help"]);
+    }
     if app.zoom.is_some() {
         return fixed(&[
             "? help",

@@ -24,13 +24,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         && let Some(prep) = &app.preparing
     {
         counts.push(Span::styled("preparing", theme.bold()));
+        let clock = format!(" elapsed {} ", fmt_duration(app.now - app.started_at));
         if let Some(p) = prep.current() {
-            counts.push(Span::raw(format!(
-                ": {}",
-                sanitize_plain(&p.doing, usize::from(area.width))
-            )));
+            // What it does, cut to what the line has left beside the clock.
+            let used: usize = counts.iter().map(Span::width).sum();
+            let room = usize::from(area.width).saturating_sub(used + clock.chars().count() + 2);
+            let doing = sanitize_plain(&p.doing, usize::from(area.width));
+            counts.push(Span::raw(format!(": {}", super::text::fit(&doing, room))));
         }
-        let clock = format!("elapsed {} ", fmt_duration(app.now - app.started_at));
         let [left, right] = Layout::horizontal([
             Constraint::Min(0),
             Constraint::Length(cells(clock.chars().count())),

@@ -697,3 +697,23 @@ fn the_header_says_how_many_run_at_once_after_the_warehouse_refused() {
     let text = format!("{:?}", screen(&app));
     assert!(!text.contains("at once"), "{text}");
 }
+
+/// The breaker's banner holds the footer while the queue stays paused.
+#[test]
+fn a_tripped_breaker_holds_the_footer_with_its_diagnosis() {
+    let mut app = mid_run((80, 24));
+    app.update(Msg::Engine(Event::QueuePaused(true)));
+    app.update(Msg::Engine(Event::BreakerTripped(
+        "the last 3 attempts all failed alike (connection failure): Connection refused".into(),
+    )));
+    app.update(Msg::Engine(Event::Notice {
+        level: Level::Info,
+        text: "something later".into(),
+    }));
+    let backend = screen(&app);
+    let buf = backend.buffer();
+    let y = buf.area.height - 1;
+    let footer: String = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+    assert!(footer.contains("STOPPED EARLY · P resumes"), "{footer}");
+    assert!(footer.contains("the last 3 attempts"), "{footer}");
+}
