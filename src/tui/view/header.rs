@@ -11,6 +11,17 @@ use crate::text::sanitize::sanitize_plain;
 use crate::tui::app::App;
 use crate::tui::theme::Theme;
 
+/// The first line: the counts on the left, the clock on the right.
+fn counts_and_clock(frame: &mut Frame, row: Rect, counts: Vec<Span<'_>>, clock: String) {
+    let [left, right] = Layout::horizontal([
+        Constraint::Min(0),
+        Constraint::Length(cells(clock.chars().count())),
+    ])
+    .areas(row);
+    frame.render_widget(Paragraph::new(Line::from(counts)), left);
+    frame.render_widget(Paragraph::new(clock).right_aligned(), right);
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let rows = Layout::vertical([Constraint::Length(1); 3]).split(area);
     let t = Totals::of(&app.batches);
@@ -32,13 +43,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             let doing = sanitize_plain(&p.doing, usize::from(area.width));
             counts.push(Span::raw(format!(": {}", super::text::fit(&doing, room))));
         }
-        let [left, right] = Layout::horizontal([
-            Constraint::Min(0),
-            Constraint::Length(cells(clock.chars().count())),
-        ])
-        .areas(rows[0]);
-        frame.render_widget(Paragraph::new(Line::from(counts)), left);
-        frame.render_widget(Paragraph::new(clock).right_aligned(), right);
+        counts_and_clock(frame, rows[0], counts, clock);
         let dir = sanitize_plain(&prep.state_dir, usize::from(area.width));
         frame.render_widget(
             Paragraph::new(Line::styled(format!(" state dir: {dir}"), theme.dim())),
@@ -91,13 +96,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .into_iter()
         .find(|c| c.chars().count() <= room)
         .unwrap_or_default();
-    let [left, right] = Layout::horizontal([
-        Constraint::Min(0),
-        Constraint::Length(cells(clock.chars().count())),
-    ])
-    .areas(rows[0]);
-    frame.render_widget(Paragraph::new(Line::from(counts)), left);
-    frame.render_widget(Paragraph::new(clock).right_aligned(), right);
+    counts_and_clock(frame, rows[0], counts, clock);
 
     let [progress, budget] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
